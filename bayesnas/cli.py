@@ -1,0 +1,98 @@
+"""Command line: ``bayesnas search SPACE ...``, ``bayesnas spaces``, ``bayesnas datasets``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bayesnas.runner import METHODS, SearchConfig, run_search
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    d = SearchConfig()
+    p = sub.add_parser(
+        "search",
+        help="search an architecture, writing config, metrics, checkpoint and results to --out",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("space", help="search space (see `bayesnas spaces`)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the killed run in RUN_DIR")
+    p.add_argument("--dataset", default=d.dataset, help="see `bayesnas datasets`")
+    p.add_argument("--data-dir", default=None, help="where torchvision datasets live")
+    p.add_argument("--download", action="store_true", help="let torchvision download the data")
+    p.add_argument("--method", choices=METHODS, default=d.method,
+                   help="search θ, or a baseline: θ fixed at 0.5 (stochastic), every bit on (fixed)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="N per architecture")
+    p.add_argument("--lam", type=int, default=d.num_samples, help="λ, architectures per step")
+    p.add_argument("--different-batches", action="store_true",
+                   help="eq. (5): cut each mini-batch into λ parts instead of sharing it (eq. 4)")
+    p.add_argument("--lr", type=float, default=d.lr, help="initial weight learning rate")
+    p.add_argument("--theta-init", type=float, default=d.theta_init)
+    p.add_argument("--theta-lr", type=float, default=None, help="θ step size (default 1/d)")
+    p.add_argument("--adaptive", action="store_true", help="adaptive θ step size (pdas2019 app. C)")
+    p.add_argument("--penalty", type=float, default=d.penalty, help="ε₀ of saito2018")
+    p.add_argument("--stochastic-samples", type=int, default=d.stochastic_samples)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--depth", type=int, default=None, help="space option: number of layers")
+    p.add_argument("--width", type=int, default=None, help="space option: units per layer")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _config(args: argparse.Namespace) -> SearchConfig:
+    options = {k: getattr(args, k) for k in ("depth", "width") if getattr(args, k) is not None}
+    return SearchConfig(
+        space=args.space, dataset=args.dataset, method=args.method, epochs=args.epochs,
+        seed=args.seed, batch_size=args.batch_size,
+        num_samples=args.lam if args.method == "search" else 1,
+        same_batch=not args.different_batches, lr=args.lr, theta_init=args.theta_init,
+        theta_lr=args.theta_lr, adaptive=args.adaptive, penalty=args.penalty,
+        stochastic_samples=args.stochastic_samples, device=args.device,
+        data_dir=args.data_dir, download=args.download, space_options=options,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bayesnas", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_search(sub)
+    sub.add_parser("spaces", help="list the search spaces")
+    sub.add_parser("datasets", help="list the datasets")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "spaces":
+            from bayesnas.models.registry import _spaces
+
+            for name, space in sorted(_spaces().items()):
+                print(f"{name:14s} {space.description}")
+            return 0
+        if args.command == "datasets":
+            from bayesnas.data import available_datasets
+
+            print("\n".join(available_datasets()))
+            return 0
+        if args.resume:
+            out = Path(args.resume)
+            print(f"resuming {out}", file=sys.stderr)
+            results = run_search(out=out, resume=True, progress=not args.no_progress)
+        else:
+            out = Path(args.out)
+            results = run_search(_config(args), out=out, progress=not args.no_progress)
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as err:
+        # Bad input: state the rule and the value, no traceback.
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"bayesnas: error: {msg}", file=sys.stderr)
+        return 2
+    print(json.dumps(results, indent=2))
+    print(f"results written to {out}/ (architecture.json, results.json, posterior.json, "
+          "metrics.jsonl)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,16 @@
+"""Inference: losses over sampled architectures, the search step, prediction."""
+
+from bayesnas.infer.losses import ExpectedLoss, RankingNaturalGradientLoss, per_architecture_loss
+from bayesnas.infer.predict import predict_deterministic, predict_stochastic
+from bayesnas.infer.search import ArchitectureSearch
+from bayesnas.infer.utility import ranking_utility
+
+__all__ = [
+    "ArchitectureSearch",
+    "ExpectedLoss",
+    "RankingNaturalGradientLoss",
+    "per_architecture_loss",
+    "predict_deterministic",
+    "predict_stochastic",
+    "ranking_utility",
+]

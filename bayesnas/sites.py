@@ -1,0 +1,224 @@
+"""Architecture sites: architectural decisions declared as named ``pyro.sample`` sites.
+
+A search space is a Pyro model. Each architectural decision ("is layer 7 on", "which op on
+edge 3") is a ``pyro.sample`` site marked ``infer={"arch": True}``. Every arch site value has a
+leading *architecture dimension* of size S, the number of architectures evaluated together in
+one batched pass: the search loss opens ``pyro.plate("arch", S)`` around the model and the
+guide, so a model written once serves λ search samples, S = 100 stochastic-prediction samples
+and the single fixed network (S = 1) alike.
+
+An architecture is a plain mapping ``site name -> value`` (ints, or nested lists of ints for
+vector sites); it round-trips through JSON and replays into the model with
+:func:`fixed_architecture` (``poutine.condition``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+
+ARCH_PLATE = "arch"
+Architecture = dict[str, Any]
+
+__all__ = [
+    "ARCH_PLATE",
+    "Architecture",
+    "SiteSpec",
+    "arch_plate",
+    "bernoulli",
+    "categorical",
+    "discover_sites",
+    "fixed_architecture",
+    "architecture_to_tensors",
+    "save_architecture",
+    "load_architecture",
+]
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    """Static description of one architecture site.
+
+    Attributes:
+        name: the stable hierarchical site name, e.g. ``"cell.normal.n2.op0"``.
+        family: ``"bernoulli"`` or ``"categorical"``.
+        shape: the site's own (event) shape, without the leading architecture dimension.
+        num_categories: K for a categorical site, ``None`` for a Bernoulli one.
+        choices: optional human-readable labels of the K categories.
+    """
+
+    name: str
+    family: str
+    shape: tuple[int, ...] = ()
+    num_categories: int | None = None
+    choices: tuple[str, ...] | None = field(default=None)
+
+    @property
+    def numel(self) -> int:
+        """Number of independent variables (bits or categorical choices) in the site."""
+        return int(torch.Size(self.shape).numel())
+
+
+def arch_plate(size: int) -> pyro.plate:
+    """The plate over the S architectures evaluated together (always ``dim=-1``)."""
+    return pyro.plate(ARCH_PLATE, size, dim=-1)
+
+
+def _check_shape(shape: Sequence[int] | int) -> tuple[int, ...]:
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    if any(int(s) < 1 for s in shape):
+        raise ValueError(f"Site shapes must have positive sizes, but got shape={shape}.")
+    return tuple(int(s) for s in shape)
+
+
+def bernoulli(
+    name: str,
+    shape: Sequence[int] | int = (),
+    *,
+    probs: float = 0.5,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Declare Bernoulli bits (layer on/off, unit on/off, ReLU vs tanh, a connection).
+
+    Returns a float tensor of 0/1 of shape ``(S, *shape)``. ``probs`` is the prior, used only
+    when the model runs without a guide.
+    """
+    if not 0.0 <= probs <= 1.0:
+        raise ValueError(f"`probs` must lie in [0, 1], but got probs={probs}.")
+    shape = _check_shape(shape)
+    prior = dist.Bernoulli(torch.full(shape, float(probs), device=device))
+    return pyro.sample(name, prior.to_event(len(shape)), infer={"arch": True})
+
+
+def categorical(
+    name: str,
+    choices: int | Sequence[str],
+    shape: Sequence[int] | int = (),
+    *,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Declare categorical choices (op type, input node, kernel size, channel count).
+
+    ``choices`` is K or the K labels. Returns a long tensor of indices of shape ``(S, *shape)``.
+    """
+    labels = None if isinstance(choices, int) else tuple(str(c) for c in choices)
+    k = choices if isinstance(choices, int) else len(labels)
+    if k < 2:
+        raise ValueError(f"A categorical site needs at least 2 choices, but got {k} for {name!r}.")
+    shape = _check_shape(shape)
+    prior = dist.Categorical(torch.full((*shape, k), 1.0 / k, device=device))
+    infer = {"arch": True, "choices": labels}
+    return pyro.sample(name, prior.to_event(len(shape)), infer=infer)
+
+
+def _base(fn: dist.Distribution) -> dist.Distribution:
+    # Unwrap Independent / Expanded / MaskedDistribution down to the family.
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return fn
+
+
+def discover_sites(model: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, SiteSpec]:
+    """Run ``model(*args, **kwargs)`` once (S = 1) and describe every arch site it declares."""
+    with poutine.block(), poutine.trace() as tracer, arch_plate(1):
+        model(*args, **kwargs)
+    specs: dict[str, SiteSpec] = {}
+    for name, node in tracer.trace.nodes.items():
+        if node["type"] != "sample" or not node["infer"].get("arch"):
+            continue
+        fn = node["fn"]
+        shape = tuple(fn.event_shape)
+        base = _base(fn)
+        if isinstance(base, torch.distributions.Bernoulli):
+            specs[name] = SiteSpec(name, "bernoulli", shape)
+        elif isinstance(base, torch.distributions.Categorical):
+            k = int(base.probs.shape[-1])
+            specs[name] = SiteSpec(name, "categorical", shape, k, node["infer"].get("choices"))
+        else:
+            raise TypeError(
+                f"Arch site {name!r} has an unsupported distribution {type(base).__name__}; "
+                "use bayesnas.sites.bernoulli or bayesnas.sites.categorical."
+            )
+    return specs
+
+
+def architecture_to_tensors(
+    arch: Mapping[str, Any],
+    specs: Mapping[str, SiteSpec],
+    *,
+    device: torch.device | str | None = None,
+) -> dict[str, torch.Tensor]:
+    """Turn a plain architecture into tensors with a leading architecture dim of size 1."""
+    unknown = sorted(set(arch) - set(specs))
+    if unknown:
+        raise KeyError(f"Unknown arch sites {unknown}. Known sites: {sorted(specs)}.")
+    missing = sorted(set(specs) - set(arch))
+    if missing:
+        raise KeyError(f"The architecture gives no value for the arch sites {missing}.")
+    out = {}
+    for name, spec in specs.items():
+        dtype = torch.long if spec.family == "categorical" else torch.get_default_dtype()
+        value = torch.as_tensor(arch[name], dtype=dtype, device=device)
+        if tuple(value.shape) != spec.shape:
+            raise ValueError(
+                f"Arch site {name!r} has shape {spec.shape}, but the architecture gives a value "
+                f"of shape {tuple(value.shape)}."
+            )
+        if spec.family == "bernoulli" and not bool(((value == 0) | (value == 1)).all()):
+            raise ValueError(f"Bernoulli site {name!r} takes 0/1 values, but got {arch[name]}.")
+        if spec.family == "categorical" and not bool(
+            ((value >= 0) & (value < spec.num_categories)).all()
+        ):
+            raise ValueError(
+                f"Categorical site {name!r} takes values in [0, {spec.num_categories}), "
+                f"but got {arch[name]}."
+            )
+        out[name] = value.unsqueeze(0)
+    return out
+
+
+def tensors_to_architecture(values: Mapping[str, torch.Tensor]) -> Architecture:
+    """Plain ``name -> int | nested list`` mapping from tensors of one architecture."""
+    return {name: torch.as_tensor(v).detach().cpu().long().tolist() for name, v in values.items()}
+
+
+def fixed_architecture(
+    model: Callable[..., Any],
+    arch: Mapping[str, Any],
+    specs: Mapping[str, SiteSpec],
+    *,
+    device: torch.device | str | None = None,
+) -> Callable[..., Any]:
+    """The model with every arch site conditioned on ``arch`` (run it inside ``arch_plate(1)``)."""
+    return poutine.condition(model, data=architecture_to_tensors(arch, specs, device=device))
+
+
+def save_architecture(arch: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """Write an architecture as JSON, atomically."""
+    from bayesnas.runs import atomic_write_text
+
+    atomic_write_text(path, json.dumps(dict(arch), indent=2, sort_keys=True) + "\n")
+
+
+def load_architecture(path: str | os.PathLike) -> Architecture:
+    """Read an architecture written by :func:`save_architecture`."""
+    with open(path) as f:
+        return json.load(f)
+
+
+def classification_likelihood(logits: torch.Tensor, y: torch.Tensor | None) -> None:
+    """Declare ``y ~ Categorical(logits)`` over the N data of every architecture.
+
+    ``logits`` has shape ``(S, N, C)`` (or ``(S, n, C)`` with ``y`` of shape ``(S, n)``). The
+    site is only declared when labels are given, so prediction (``y=None``) draws nothing.
+    """
+    if y is not None:
+        pyro.sample("obs", dist.Categorical(logits=logits).to_event(1), obs=y)

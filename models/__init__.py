@@ -1,0 +1,6 @@
+"""Search spaces as Pyro models (imported as ``bayesnas.models``), one file per family."""
+
+from bayesnas.models.layer_skip import LayerSkipMLP
+from bayesnas.models.registry import SearchSpace, available_spaces, get_space
+
+__all__ = ["LayerSkipMLP", "SearchSpace", "available_spaces", "get_space"]

@@ -1,0 +1,82 @@
+"""Selection of layers: shirakawa2018 experiment (I)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bayesnas import sites
+
+
+class LayerSkipMLP(nn.Module):
+    """A fully connected ReLU net whose hidden layers 2..depth can each be skipped.
+
+    shirakawa2018 §(I): 32 hidden layers × 128 units; bit m_l = 0 skips layer l, so layer
+    l+1 reads X_{l+1} = X_l (skip-forward); the first hidden layer is never skipped, d = 31.
+    He initialisation, softmax cross-entropy.
+
+    Arch site: ``"layers"``, 31 Bernoulli bits (``layers[j]`` is hidden layer j + 2).
+
+    The λ sampled architectures run as one batched pass: the input layer is shared, and each
+    hidden layer runs only on the architectures that keep it (all of them, a subset, or none),
+    so a layer skipped by every sample costs nothing.
+    """
+
+    def __init__(
+        self, in_features: int = 784, num_classes: int = 10, *, depth: int = 32, width: int = 128
+    ) -> None:
+        super().__init__()
+        if depth < 2:
+            raise ValueError(f"`depth` must be >= 2 (layer 1 is never skipped), but got depth={depth}.")
+        if width < 1 or in_features < 1 or num_classes < 2:
+            raise ValueError(
+                f"Need width >= 1, in_features >= 1, num_classes >= 2, but got width={width}, "
+                f"in_features={in_features}, num_classes={num_classes}."
+            )
+        self.in_features = in_features
+        self.depth = depth
+        self.width = width
+        self.input = nn.Linear(in_features, width)
+        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
+        self.output = nn.Linear(width, num_classes)
+        for layer in [self.input, *self.hidden, self.output]:
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+
+    @classmethod
+    def for_data(
+        cls, input_shape: Sequence[int], num_classes: int, *, depth: int = 32, width: int = 128
+    ) -> LayerSkipMLP:
+        return cls(int(torch.Size(input_shape).numel()), num_classes, depth=depth, width=width)
+
+    def complexity_costs(self) -> dict[str, torch.Tensor]:
+        """c_l = number of weights a kept layer uses (saito2018's weight count)."""
+        per_layer = float(self.width * self.width + self.width)
+        return {"layers": torch.full((self.depth - 1,), per_layer)}
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of shape ``(S, N, C)`` for x of shape ``(N, F)`` (or ``(S, n, F)``, eq. 5)."""
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"LayerSkipMLP takes flattened inputs with {self.in_features} features, but got "
+                f"x of shape {tuple(x.shape)}."
+            )
+        keep = sites.bernoulli("layers", self.depth - 1, device=x.device)
+        num_arch = keep.shape[0]
+        h = F.relu(self.input(x))
+        if h.dim() == 2:
+            h = h.expand(num_arch, *h.shape)
+        plan = keep.bool().tolist()  # one host read per pass decides which rows each layer runs
+        for j, layer in enumerate(self.hidden):
+            rows = [s for s in range(num_arch) if plan[s][j]]
+            if len(rows) == num_arch:
+                h = F.relu(layer(h))
+            elif rows:
+                idx = torch.tensor(rows, device=h.device)
+                h = h.index_copy(0, idx, F.relu(layer(h.index_select(0, idx))))
+        logits = self.output(h)
+        sites.classification_likelihood(logits, y)
+        return logits

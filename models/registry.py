@@ -1,0 +1,49 @@
+"""Named search spaces for the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A named search space.
+
+    Attributes:
+        name: the name used on the command line.
+        build: ``build(input_shape, num_classes, **options) -> nn.Module`` (a Pyro model).
+        flatten_input: whether the model takes flattened inputs ``(N, C*H*W)``.
+        description: one line for ``bayesnas spaces``.
+    """
+
+    name: str
+    build: Callable[..., nn.Module]
+    flatten_input: bool
+    description: str
+
+
+def _spaces() -> dict[str, SearchSpace]:
+    from bayesnas.models.layer_skip import LayerSkipMLP
+
+    return {
+        "layer-skip": SearchSpace(
+            "layer-skip",
+            LayerSkipMLP.for_data,
+            True,
+            "shirakawa2018 exp. I: 32 x 128 ReLU MLP, layers 2-32 each skippable (d = 31).",
+        ),
+    }
+
+
+def available_spaces() -> list[str]:
+    return sorted(_spaces())
+
+
+def get_space(name: str) -> SearchSpace:
+    spaces = _spaces()
+    if name not in spaces:
+        raise ValueError(f"Unknown search space {name!r}. Known spaces: {', '.join(sorted(spaces))}.")
+    return spaces[name]
