@@ -66,17 +66,30 @@ class LayerSkipMLP(nn.Module):
             )
         keep = sites.bernoulli("layers", self.depth - 1, device=x.device)
         num_arch = keep.shape[0]
-        h = F.relu(self.input(x))
-        if h.dim() == 2:
-            h = h.expand(num_arch, *h.shape)
         plan = keep.bool().tolist()  # one host read per pass decides which rows each layer runs
+        # Rows are laid out sample-major, (S * N, F). While every sample makes the same
+        # choices the activations are shared, (N, F), and computed once for all samples.
+        per_sample = x.dim() == 3  # eq. (5): each architecture has its own part of the batch
+        h = F.relu(self.input(x.reshape(-1, x.shape[-1])))
+        shared = not per_sample
         for j, layer in enumerate(self.hidden):
-            rows = [s for s in range(num_arch) if plan[s][j]]
-            if len(rows) == num_arch:
-                h = F.relu(layer(h))
-            elif rows:
-                idx = torch.tensor(rows, device=h.device)
-                h = h.index_copy(0, idx, F.relu(layer(h.index_select(0, idx))))
+            flags = [plan[s][j] for s in range(num_arch)]
+            if shared and len(set(flags)) > 1:
+                h, shared = h.repeat(num_arch, 1), False
+            if shared or all(flags) or not any(flags):
+                h = F.relu(layer(h)) if flags[0] else h
+                continue
+            rows = h.shape[0] // num_arch
+            pieces, start = [], 0
+            for s in range(1, num_arch + 1):  # runs of consecutive samples with equal flags
+                if s == num_arch or flags[s] != flags[start]:
+                    block = h[start * rows : s * rows]
+                    pieces.append(F.relu(layer(block)) if flags[start] else block)
+                    start = s
+            h = torch.cat(pieces)
         logits = self.output(h)
+        logits = (
+            logits.expand(num_arch, *logits.shape) if shared else logits.view(num_arch, -1, logits.shape[-1])
+        )
         sites.classification_likelihood(logits, y)
         return logits
