@@ -257,7 +257,7 @@ class SearchRun:
         bern = [t for g in getattr(self.guide, "guides", [self.guide]) if isinstance(g, BernoulliGuide)
                 for t in g.thetas]
         if bern:
-            row["expected_active_bits"] = float(sum(t.sum() for t in bern))
+            row["expected_active_bits"] = float(sum(t.detach().sum() for t in bern))
         if thetas and sum(t.numel() for t in thetas) <= 256:
             row["theta"] = {n: v["theta"] for n, v in self.guide.summary().items()}
         row["theta_lr"] = [o.param_groups[0]["lr"] for o in self.arch_optimizers]
