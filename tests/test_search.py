@@ -1,0 +1,103 @@
+"""End-to-end behaviour of the search loop: toy recovery, resume, CLI errors."""
+
+import json
+
+import pytest
+import torch
+
+from bayesnas.cli import main
+from bayesnas.guides import auto_guide
+from bayesnas.infer import ArchitectureSearch, RankingNaturalGradientLoss
+from bayesnas.runner import SearchConfig, run_search
+from tests.toy_models import HammingToy
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_ten_bit_toy_search_finds_the_hidden_target(adaptive):
+    target = torch.tensor([1, 0, 0, 1, 1, 0, 1, 0, 1, 1])
+    model = HammingToy(target, noise=0.5, generator=torch.Generator().manual_seed(7))
+    guide = auto_guide(model)
+    search = ArchitectureSearch(
+        model, guide, RankingNaturalGradientLoss(num_samples=2),
+        weight_optimizer=torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1),
+        arch_optimizers=guide.make_optimizers(adaptive=adaptive),
+        generator=torch.Generator().manual_seed(0),
+    )
+    for _ in range(1500):
+        search.step()
+    assert guide.mode()["bits"].long().tolist() == target.tolist()
+    theta = guide.theta("bits").detach()
+    assert float((theta - target).abs().max()) < 0.2
+
+
+def _config(**kw):
+    base = dict(space="layer-skip", dataset="digits", epochs=4, seed=3, batch_size=16,
+                stochastic_samples=4, space_options={"depth": 4, "width": 16})
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
+    from bayesnas.runner import SearchRun
+
+    full = run_search(_config(), out=tmp_path / "full", progress=False)
+    original = SearchRun.train_epoch
+
+    def killed_in_epoch_3(self, progress):
+        if self.epoch == 2:
+            raise KeyboardInterrupt  # the process dies mid-run, after two checkpoints
+        return original(self, progress)
+
+    monkeypatch.setattr(SearchRun, "train_epoch", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(_config(), out=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(SearchRun, "train_epoch", original)
+    resumed = run_search(out=tmp_path / "cut", resume=True, progress=False)
+
+    def rows(d):
+        return [json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+
+    assert [r["theta"] for r in rows("full")] == [r["theta"] for r in rows("cut")]
+    assert [r["train_loss"] for r in rows("full")] == [r["train_loss"] for r in rows("cut")]
+    assert full == resumed
+
+
+def test_run_writes_every_artifact(tmp_path):
+    out = tmp_path / "run"
+    res = run_search(_config(epochs=1), out=out, progress=False)
+    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "architecture.json",
+                 "posterior.json", "results.json"):
+        assert (out / name).exists(), name
+    arch = json.loads((out / "architecture.json").read_text())
+    assert set(arch) == {"layers"} and len(arch["layers"]) == 3
+    assert 0.0 <= res["test_error_deterministic"] <= 1.0
+    assert 0.0 <= res["test_error_stochastic"] <= 1.0
+
+
+@pytest.mark.parametrize("method", ["fixed", "stochastic"])
+def test_baselines_run(tmp_path, method):
+    res = run_search(_config(epochs=1, method=method, num_samples=1), out=tmp_path / method,
+                     progress=False)
+    assert 0.0 <= res["test_error_deterministic"] <= 1.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "nope", "--out", "X"], "Unknown search space 'nope'. Known spaces: layer-skip"),
+    (["search", "layer-skip", "--out", "X", "--dataset", "foo"], "Unknown dataset 'foo'"),
+    (["search", "layer-skip", "--out", "X", "--lam", "1"], "λ >= 2 samples, but got num_samples=1"),
+    (["search", "layer-skip", "--out", "X", "--theta-init", "1.5"], "theta_init=1.5"),
+    (["search", "layer-skip", "--out", "X", "--dataset", "cifar10", "--data-dir", "{tmp}"],
+     "is not available under"),
+    (["search", "layer-skip", "--out", "X", "--resume", "{tmp}/missing"], "config.json"),
+])
+def test_cli_bad_input_states_the_rule_and_the_value(tmp_path, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("X", str(tmp_path / "o")) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    run_search(_config(epochs=1), out=tmp_path / "r", progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_search(_config(epochs=1), out=tmp_path / "r", progress=False)
