@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/bayesnas search layer-skip --dataset mnist5k --epochs 40 --seed 0 --out runs/demo --no-progress
+	$(BIN)/bayesnas search layer-skip --dataset mnist5k --epochs 40 --seed 0 --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

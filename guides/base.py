@@ -180,6 +180,7 @@ def auto_guide(
     """
     from bayesnas.guides.bernoulli import BernoulliGuide
     from bayesnas.guides.categorical import CategoricalGuide
+
     from bayesnas.sites import discover_sites
 
     if sites is None:

@@ -14,7 +14,7 @@ def test_search_runs_on_the_gpu_and_samples_the_same_architectures_as_on_cpu(tmp
     cfg = dict(space="layer-skip", dataset="digits", epochs=1, seed=0, batch_size=16,
                stochastic_samples=8, space_options={"depth": 6, "width": 32})
     gpu = run_search(SearchConfig(device="cuda", **cfg), out=tmp_path / "gpu", progress=False)
-    cpu = run_search(SearchConfig(device="cpu", **cfg), out=tmp_path / "cpu", progress=False)
+    run_search(SearchConfig(device="cpu", **cfg), out=tmp_path / "cpu", progress=False)
     assert 0.0 <= gpu["test_error_deterministic"] <= 1.0
     theta = {d: json.loads((tmp_path / d / "posterior.json").read_text())["layers"]["theta"]
              for d in ("gpu", "cpu")}

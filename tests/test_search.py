@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
+from bayesnas.guides import auto_guide
 
 from bayesnas.cli import main
-from bayesnas.guides import auto_guide
 from bayesnas.infer import ArchitectureSearch, RankingNaturalGradientLoss
 from bayesnas.runner import SearchConfig, run_search
 from tests.toy_models import HammingToy

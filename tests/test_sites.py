@@ -6,8 +6,8 @@ from pyro import poutine
 
 from bayesnas import sites
 from bayesnas.sites import (
-    architecture_to_tensors,
     arch_plate,
+    architecture_to_tensors,
     discover_sites,
     fixed_architecture,
     load_architecture,

@@ -25,7 +25,7 @@ def per_architecture_loss(model_trace: poutine.Trace) -> torch.Tensor:
     the mean cross-entropy over the mini-batch, shirakawa2018 eq. (4)/(5).
     """
     total = None
-    for name, node in model_trace.nodes.items():
+    for node in model_trace.nodes.values():
         if node["type"] != "sample" or not node["is_observed"] or node["infer"].get("arch"):
             continue
         fn = node["fn"]
@@ -152,7 +152,8 @@ class RankingNaturalGradientLoss(ExpectedLoss):
     ) -> None:
         super().__init__(num_samples=num_samples, same_batch=same_batch)
         self.penalty = float(penalty)
-        self.costs = {k: torch.as_tensor(v, dtype=torch.get_default_dtype()) for k, v in (costs or {}).items()}
+        dtype = torch.get_default_dtype()
+        self.costs = {k: torch.as_tensor(v, dtype=dtype) for k, v in (costs or {}).items()}
         self.epsilon = 0.0
         if self.penalty != 0.0:
             if not self.costs:

@@ -17,9 +17,9 @@ def categorical_natural_gradient(theta: torch.Tensor, grad: torch.Tensor) -> tor
     return theta * grad - theta * (theta * grad).sum(-1, keepdim=True)
 
 
-def project_bernoulli(theta: torch.Tensor, d: int) -> torch.Tensor:
-    """Clip θ into [1/d, 1 − 1/d] (shirakawa2018 §2; saito2018 "Implementation Remark")."""
-    low = 1.0 / d
+def project_bernoulli(theta: torch.Tensor, low: float) -> torch.Tensor:
+    """Clip θ into [low, 1 − low]; the papers' low = 1/d (shirakawa2018 §2; saito2018
+    "Implementation Remark")."""
     return theta.clamp_(low, 1.0 - low)
 
 

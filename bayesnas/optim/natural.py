@@ -121,20 +121,39 @@ class BernoulliNaturalGradient(_NaturalGradient):
     """Stochastic natural gradient for Bernoulli θ (shirakawa2018 eq. 9, saito2018 eq. 7).
 
     θ ← clip(θ − η θ(1−θ)⊙∇, [1/d, 1−1/d]); default η = 1/d (saito2018 §4), d the number of
-    bits in the group (or ``dim``). ``adaptive=True``: the step size of pdas2019 app. C with
+    bits in the group (or ``dim``). ``theta_min`` replaces the lower bound 1/d (the range is
+    [theta_min, 1 − theta_min]); it is required when d < 3, where [1/d, 1 − 1/d] is degenerate.
+    ``adaptive=True``: the step size of pdas2019 app. C with
     K = 2.
     """
 
-    def __init__(self, params: Iterable[torch.Tensor], *, dim: int | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor],
+        *,
+        dim: int | None = None,
+        theta_min: float | None = None,
+        **kwargs,
+    ) -> None:
         if dim is not None and dim < 1:
             raise ValueError(f"`dim` must be >= 1, but got dim={dim}.")
+        if theta_min is not None and not 0 < theta_min < 0.5:
+            raise ValueError(f"`theta_min` must lie in (0, 0.5), but got theta_min={theta_min}.")
         self._dim = dim
+        self._theta_min = theta_min
         super().__init__(params, **kwargs)
+        if theta_min is None and any(self._free_parameters(g) < 3 for g in self.param_groups):
+            d = min(self._free_parameters(g) for g in self.param_groups)
+            raise ValueError(
+                f"The clipping range [1/d, 1 - 1/d] needs d >= 3 bits to be non-degenerate, but "
+                f"got d={d}; pass theta_min (e.g. theta_min=0.05) to set the range explicitly."
+            )
 
     def _check_domain(self, theta: torch.Tensor) -> None:
         if theta.numel() and (float(theta.min()) < 0 or float(theta.max()) > 1):
             raise ValueError(
-                f"θ must lie in [0, 1], but got values in [{float(theta.min())}, {float(theta.max())}]."
+                "θ must lie in [0, 1], but got values in "
+                f"[{float(theta.min())}, {float(theta.max())}]."
             )
 
     def _free_parameters(self, group: dict) -> int:
@@ -144,7 +163,8 @@ class BernoulliNaturalGradient(_NaturalGradient):
         return Fn.bernoulli_natural_gradient(theta, grad)
 
     def _project(self, theta: torch.Tensor, group: dict) -> None:
-        Fn.project_bernoulli(theta, self._free_parameters(group))
+        low = self._theta_min or 1.0 / self._free_parameters(group)
+        Fn.project_bernoulli(theta, low)
 
     def _full(self, theta: torch.Tensor) -> torch.Tensor:
         return torch.stack([theta, 1 - theta], -1)  # reduced θ̄ = θ, θ_K = 1 − θ

@@ -179,6 +179,16 @@ def test_bad_inputs_state_the_rule_and_the_value():
         BernoulliNaturalGradient([torch.full((2,), 0.5)], alpha=0)
 
 
+def test_degenerate_clip_range_needs_an_explicit_theta_min():
+    with pytest.raises(ValueError, match=r"d >= 3 bits.*got d=1; pass theta_min"):
+        BernoulliNaturalGradient([torch.full((1,), 0.5)])
+    theta = torch.nn.Parameter(torch.full((1,), 0.5))
+    opt = BernoulliNaturalGradient([theta], theta_min=0.05)
+    theta.grad = torch.full((1,), 1e3)
+    opt.step()
+    assert float(theta) == pytest.approx(0.05)
+
+
 def test_pyro_optim_can_wrap_it():
     from pyro.optim import PyroOptim
 
