@@ -19,7 +19,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("space", help="search space (see `bayesnas spaces`)")
-    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--out", help="run directory (required unless --resume)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the killed run in RUN_DIR")
     p.add_argument("--dataset", default=d.dataset, help="see `bayesnas datasets`")
     p.add_argument("--data-dir", default=None, help="where torchvision datasets live")
@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"resuming {out}", file=sys.stderr)
             results = run_search(out=out, resume=True, progress=not args.no_progress)
         else:
+            if not args.out:
+                raise ValueError("`--out RUN_DIR` is required (or `--resume RUN_DIR`).")
             out = Path(args.out)
             results = run_search(_config(args), out=out, progress=not args.no_progress)
     except (ValueError, KeyError, FileNotFoundError, FileExistsError) as err:

@@ -97,6 +97,23 @@ def test_cli_bad_input_states_the_rule_and_the_value(tmp_path, capsys, argv, mes
     assert message in err and "Traceback" not in err
 
 
+def test_different_minibatch_variant_runs_end_to_end(tmp_path):
+    res = run_search(_config(epochs=1, same_batch=False, num_samples=4), out=tmp_path / "b",
+                     progress=False)
+    assert 0.0 <= res["test_error_deterministic"] <= 1.0
+
+
+def test_cli_resume_needs_no_out_and_continues(tmp_path, capsys):
+    out = tmp_path / "r"
+    argv = ["search", "layer-skip", "--dataset", "digits", "--epochs", "1", "--depth", "4",
+            "--width", "8", "--stochastic-samples", "2", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    assert main(["search", "layer-skip", "--resume", str(out), "--no-progress"]) == 0
+    assert "results written to" in capsys.readouterr().out
+    assert main(["search", "layer-skip", "--no-progress"]) == 2
+    assert "--out RUN_DIR` is required" in capsys.readouterr().err
+
+
 def test_existing_run_is_not_overwritten(tmp_path):
     run_search(_config(epochs=1), out=tmp_path / "r", progress=False)
     with pytest.raises(FileExistsError, match="--resume"):
