@@ -1,22 +1,36 @@
-"""Natural-gradient optimizers over architecture distributions (``torch.optim.Optimizer``)."""
+"""Natural-gradient optimizers over architecture distributions (``torch.optim.Optimizer``).
 
+θ are plain ``nn.Parameter`` s holding expectation parameters; ``p.grad`` holds the Euclidean
+gradient of the score-function surrogate, which the optimizers precondition with the
+closed-form inverse Fisher, step, and project back into the clipped domain.
+"""
+
+from bayesnas.optim._base import NaturalGradientOptimizer
+from bayesnas.optim.bernoulli import BernoulliNaturalGradient
+from bayesnas.optim.categorical import CategoricalNaturalGradient
 from bayesnas.optim.functional import (
     adaptive_lr_update,
+    bernoulli_fisher_sqrt_image,
     bernoulli_natural_gradient,
+    categorical_fisher_sqrt_image,
     categorical_natural_gradient,
-    fisher_sqrt_image,
+    evolution_path_update,
+    fisher_trace,
     project_bernoulli,
     project_categorical,
 )
-from bayesnas.optim.natural import BernoulliNaturalGradient, CategoricalNaturalGradient
 
 __all__ = [
     "BernoulliNaturalGradient",
     "CategoricalNaturalGradient",
+    "NaturalGradientOptimizer",
     "adaptive_lr_update",
+    "bernoulli_fisher_sqrt_image",
     "bernoulli_natural_gradient",
+    "categorical_fisher_sqrt_image",
     "categorical_natural_gradient",
-    "fisher_sqrt_image",
+    "evolution_path_update",
+    "fisher_trace",
     "project_bernoulli",
     "project_categorical",
 ]
