@@ -33,6 +33,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     _atomic_replace(path, lambda f: f.write(text), "w")
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (figures, reports)."""
+    _atomic_replace(path, lambda f: f.write(data), "wb")
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 

@@ -1,0 +1,142 @@
+"""Is the search converging, and to what? Decidedness, entropy, and the collapse warning.
+
+:func:`convergence_stats` is what a run logs each epoch (``metrics.jsonl``);
+:func:`convergence_curve` turns a history of posteriors into the curves the report plots;
+:func:`collapse_report` detects the failure mode of weight-sharing searches where the
+posterior mass drifts to parameter-free ops (skip, pooling, zero) on most edges.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bayesnas.analysis.posterior import as_posterior, stack_probs
+
+__all__ = [
+    "DECIDED",
+    "PARAMETER_FREE",
+    "CollapseReport",
+    "CollapseWarning",
+    "collapse_report",
+    "check_collapse",
+    "convergence_curve",
+    "convergence_stats",
+]
+
+DECIDED = 0.9
+"""A variable is decided once its most likely value has probability >= 0.9."""
+
+PARAMETER_FREE = re.compile(r"skip|identity|zero|none|pool", re.IGNORECASE)
+"""Op labels taken as parameter-free unless told otherwise (skip/identity, zero/none, pooling)."""
+
+
+def convergence_stats(posterior: Any, *, decided: float = DECIDED) -> dict[str, Any]:
+    """One snapshot: total entropy, mean max-probability (overall and per site), the number of
+    undecided variables (max probability < ``decided``) and Σθ of the Bernoulli sites."""
+    post = as_posterior(posterior)
+    pmax = stack_probs(post)
+    out: dict[str, Any] = {
+        "entropy": post.entropy(),
+        "mean_max_prob": float(pmax.mean()),
+        "mean_max_prob_per_site": {m.name: float(m.max_prob().mean()) for m in post},
+        "undecided": int((pmax < decided).sum()),
+        "num_variables": post.num_variables,
+    }
+    active = post.expected_active()
+    if active is not None:
+        out["expected_active_bits"] = active
+    return out
+
+
+def convergence_curve(
+    history: Iterable[tuple[float, Any]], *, decided: float = DECIDED
+) -> dict[str, list[Any]]:
+    """Curves over training from ``(iteration or epoch, posterior)`` pairs: ``step``,
+    ``entropy``, ``mean_max_prob``, ``undecided`` and ``expected_active_bits`` (when defined)."""
+    curves: dict[str, list[Any]] = {"step": []}
+    for step, posterior in history:
+        stats = convergence_stats(posterior, decided=decided)
+        curves["step"].append(step)
+        for key, value in stats.items():
+            if key != "mean_max_prob_per_site":
+                curves.setdefault(key, []).append(value)
+    return curves
+
+
+class CollapseWarning(UserWarning):
+    """The posterior prefers parameter-free ops on most edges."""
+
+
+@dataclass(frozen=True)
+class CollapseReport:
+    """Mass on parameter-free ops, per edge.
+
+    Attributes:
+        fired: more than ``most`` of the edges put more than ``threshold`` on parameter-free ops.
+        fraction: the fraction of edges that do.
+        edges: ``(site, flat index, parameter-free mass)`` for every edge that offers both kinds.
+        message: one line for the report (empty when not fired).
+    """
+
+    fired: bool
+    fraction: float
+    threshold: float
+    most: float
+    edges: list[tuple[str, int, float]] = field(default_factory=list)
+    message: str = ""
+
+
+def collapse_report(
+    posterior: Any,
+    *,
+    parameter_free: Sequence[str] | Callable[[str], bool] | None = None,
+    threshold: float = 0.5,
+    most: float = 0.5,
+) -> CollapseReport:
+    """Measure how much mass sits on parameter-free ops, edge by edge.
+
+    Only variables whose values include both a parameter-free and a parametric op count as
+    edges. ``parameter_free`` names those labels (or decides per label); by default labels
+    matching :data:`PARAMETER_FREE`. The report fires when the parameter-free mass exceeds
+    ``threshold`` on more than a fraction ``most`` of the edges.
+    """
+    for name, v in (("threshold", threshold), ("most", most)):
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"`{name}` must lie in [0, 1), but got {name}={v}.")
+    if parameter_free is None:
+        is_free = lambda label: bool(PARAMETER_FREE.search(label))  # noqa: E731
+    elif callable(parameter_free):
+        is_free = parameter_free
+    else:
+        names = {str(x) for x in parameter_free}
+        is_free = lambda label: label in names  # noqa: E731
+    edges: list[tuple[str, int, float]] = []
+    for m in as_posterior(posterior):
+        free = [j for j, label in enumerate(m.labels) if is_free(label)]
+        if not free or len(free) == len(m.labels):
+            continue
+        mass = m.flat_probs()[:, free].sum(-1)
+        edges.extend((m.name, i, float(p)) for i, p in enumerate(mass.tolist()))
+    if not edges:
+        return CollapseReport(False, 0.0, threshold, most)
+    collapsed = sum(p > threshold for _, _, p in edges)
+    fraction = collapsed / len(edges)
+    fired = fraction > most
+    message = (
+        f"Collapse: {collapsed} of {len(edges)} edges ({fraction:.0%}) put more than "
+        f"{threshold:.0%} of their mass on parameter-free ops (skip/pool/zero)."
+        if fired else ""
+    )
+    return CollapseReport(fired, fraction, threshold, most, edges, message)
+
+
+def check_collapse(posterior: Any, **kwargs: Any) -> CollapseReport:
+    """:func:`collapse_report`, and a :class:`CollapseWarning` when it fires."""
+    report = collapse_report(posterior, **kwargs)
+    if report.fired:
+        warnings.warn(report.message, CollapseWarning, stacklevel=2)
+    return report
