@@ -1,4 +1,5 @@
-"""Command line: ``bayesnas search SPACE ...``, ``bayesnas spaces``, ``bayesnas datasets``."""
+"""Command line: ``bayesnas search SPACE ...``, ``report RUN_DIR``, ``compare RUN_DIR...``,
+``spaces``, ``datasets``."""
 
 from __future__ import annotations
 
@@ -41,7 +42,32 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=d.device)
     p.add_argument("--depth", type=int, default=None, help="space option: number of layers")
     p.add_argument("--width", type=int, default=None, help="space option: units per layer")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log the per-epoch metrics to RUN_DIR/tensorboard (needs tensorboard)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_analysis(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write RUN_DIR/report.html and report.md (figures in RUN_DIR/report/)")
+    p.add_argument("run_dir", help="a run directory written by `bayesnas search`")
+    p.add_argument("--top", type=int, default=10, help="architectures in the credible set")
+    p = sub.add_parser("compare", help="runs side by side, mean ± std over seeds of each configuration")
+    p.add_argument("run_dirs", nargs="+", help="run directories written by `bayesnas search`")
+    p.add_argument("--out", default=None, help="also write compare.md, compare.html, tradeoff.png here")
+
+
+def _analysis(args: argparse.Namespace) -> None:
+    from bayesnas.analysis.report import compare_runs, write_report
+
+    if args.command == "report":
+        paths = write_report(args.run_dir, credible_k=args.top)
+        print(f"report written to {paths['html']} and {paths['md']} ({len(paths['figures'])} figures "
+              f"in {Path(args.run_dir) / 'report'}/)")
+        return
+    comparison = compare_runs(args.run_dirs, out=args.out)
+    print(comparison.markdown())
+    if args.out:
+        print(f"\ncomparison written to {Path(args.out) / 'compare.html'}")
 
 
 def _config(args: argparse.Namespace) -> SearchConfig:
@@ -54,6 +80,7 @@ def _config(args: argparse.Namespace) -> SearchConfig:
         theta_lr=args.theta_lr, adaptive=args.adaptive, penalty=args.penalty,
         stochastic_samples=args.stochastic_samples, device=args.device,
         data_dir=args.data_dir, download=args.download, space_options=options,
+        tensorboard=args.tensorboard,
     )
 
 
@@ -61,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bayesnas", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_search(sub)
+    _add_analysis(sub)
     sub.add_parser("spaces", help="list the search spaces")
     sub.add_parser("datasets", help="list the datasets")
     args = parser.parse_args(argv)
@@ -76,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print("\n".join(available_datasets()))
             return 0
+        if args.command in ("report", "compare"):
+            _analysis(args)
+            return 0
         if args.resume:
             out = Path(args.resume)
             print(f"resuming {out}", file=sys.stderr)
@@ -85,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError("`--out RUN_DIR` is required (or `--resume RUN_DIR`).")
             out = Path(args.out)
             results = run_search(_config(args), out=out, progress=not args.no_progress)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, ImportError) as err:
         # Bad input: state the rule and the value, no traceback.
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"bayesnas: error: {msg}", file=sys.stderr)

@@ -1,9 +1,12 @@
 """A whole search run: data, model, guide, loss, optimizers, epochs, checkpoints, results.
 
 The run directory holds ``config.json`` (the resolved configuration), ``metrics.jsonl`` (one
-line per epoch), ``checkpoint.pt`` (atomic, loaded with ``weights_only=True``),
-``architecture.json`` (the most likely architecture), ``posterior.json`` (θ per site) and
-``results.json`` (test errors). ``resume=True`` continues a killed run from its last epoch and
+line per epoch: losses, errors, convergence statistics), ``posterior_history.jsonl`` (the
+posterior after every epoch, epoch 0 included), ``checkpoint.pt`` (atomic, loaded with
+``weights_only=True``), ``architecture.json`` (the most likely architecture),
+``posterior.json`` (the guide's summary), ``credible_set.json`` (the most likely
+architectures with their probabilities) and ``results.json`` (test metrics of the most likely
+architecture and of the posterior average). ``bayesnas report`` turns it into a report. ``resume=True`` continues a killed run from its last epoch and
 reproduces the uninterrupted run's θ trajectory exactly on CPU.
 """
 
@@ -20,6 +23,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from bayesnas.analysis import Posterior, PosteriorHistory, convergence_stats, model_averaging
+from bayesnas.analysis.history import HISTORY_FILE
 from bayesnas.data import as_tensors, load_dataset, make_loader
 from bayesnas.guides import BernoulliGuide, FixedGuide, auto_guide
 from bayesnas.infer import (
@@ -27,7 +32,6 @@ from bayesnas.infer import (
     ExpectedLoss,
     RankingNaturalGradientLoss,
     predict_deterministic,
-    predict_stochastic,
 )
 from bayesnas.infer.predict import error_rate
 from bayesnas.models import get_space
@@ -68,12 +72,14 @@ class SearchConfig:
     download: bool = False
     val_fraction: float = 0.1
     space_options: dict[str, Any] = field(default_factory=dict)
+    credible_set_size: int = 10
+    tensorboard: bool = False
 
     def validate(self) -> None:
         get_space(self.space)
         if self.method not in METHODS:
             raise ValueError(f"Unknown method {self.method!r}. Known methods: {', '.join(METHODS)}.")
-        for name in ("epochs", "batch_size", "num_samples", "stochastic_samples"):
+        for name in ("epochs", "batch_size", "num_samples", "stochastic_samples", "credible_set_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"`{name}` must be >= 1, but got {name}={getattr(self, name)}.")
         if self.method == "search" and self.num_samples < 2:
@@ -174,6 +180,8 @@ class SearchRun:
         )
         self.epoch = 0
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
+        self.history = PosteriorHistory(self.out / HISTORY_FILE)
+        self.steps_per_epoch = len(self.data.train) // config.batch_size
 
     # -- construction -------------------------------------------------------------------
     def _make_guide(self) -> torch.nn.Module:
@@ -228,40 +236,72 @@ class SearchRun:
         torch.set_rng_state(state["torch_rng"])
 
     # -- evaluation ---------------------------------------------------------------------
-    def _scores(self, dataset: Any, *, stochastic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        self.model.eval()
-        scores, labels = [], []
-        gen = torch.Generator().manual_seed(self.config.seed + 1)  # evaluation never moves θ's
+    def _eval_batches(self, dataset: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, y in _batches(dataset, batch_size=500, seed=0, device=self.device, shuffle=False):
-            x = _flat(x, self.space.flatten_input)
-            if stochastic:
-                s = predict_stochastic(
-                    self.model, self.guide, x, num_samples=self.config.stochastic_samples, generator=gen
-                )
-            else:
-                s = predict_deterministic(self.model, self.guide, x)
-            scores.append(s.cpu())
-            labels.append(y.cpu())
-        self.model.train()
-        return torch.cat(scores), torch.cat(labels)
+            yield _flat(x, self.space.flatten_input), y
 
-    def error(self, split: str, *, stochastic: bool = False) -> float | None:
+    def error(self, split: str) -> float | None:
+        """Error of the most likely architecture on ``split`` (``None`` if the split is empty)."""
         dataset = getattr(self.data, split)
         if dataset is None or len(dataset) == 0:
             return None
-        return error_rate(*self._scores(dataset, stochastic=stochastic))
+        self.model.eval()
+        scores, labels = zip(
+            *((predict_deterministic(self.model, self.guide, x).cpu(), y.cpu())
+              for x, y in self._eval_batches(dataset)),
+            strict=True,
+        )
+        self.model.train()
+        return error_rate(torch.cat(scores), torch.cat(labels))
+
+    def averaged_metrics(self, split: str) -> dict[str, Any] | None:
+        """Accuracy, NLL and ECE of the most likely architecture and of the posterior average."""
+        dataset = getattr(self.data, split)
+        if dataset is None or len(dataset) == 0:
+            return None
+        self.model.eval()
+        out = model_averaging(
+            self.model, self.guide, self._eval_batches(dataset),
+            num_samples=self.config.stochastic_samples,
+            generator=torch.Generator().manual_seed(self.config.seed + 1),  # never moves θ's draws
+        )
+        self.model.train()
+        return out
+
+    def posterior(self) -> Posterior:
+        return Posterior.from_guide(self.guide)
 
     def theta_stats(self) -> dict[str, Any]:
-        thetas = [p.detach() for p in self.guide.parameters()]
-        row: dict[str, Any] = {"entropy": float(self.guide.entropy())}
-        bern = [t for g in getattr(self.guide, "guides", [self.guide]) if isinstance(g, BernoulliGuide)
-                for t in g.thetas]
-        if bern:
-            row["expected_active_bits"] = float(sum(t.detach().sum() for t in bern))
-        if thetas and sum(t.numel() for t in thetas) <= 256:
-            row["theta"] = {n: v["theta"] for n, v in self.guide.summary().items()}
+        """Convergence of the posterior (bayesnas.analysis.convergence_stats), θ when small."""
+        row = convergence_stats(self.posterior())
+        if sum(p.numel() for p in self.guide.parameters()) <= 256:
+            row["theta"] = {n: v["theta"] for n, v in self.guide.summary().items() if "theta" in v}
         row["theta_lr"] = [o.param_groups[0]["lr"] for o in self.arch_optimizers]
         return row
+
+    def weight_usage(self) -> dict[str, float]:
+        """saito2018's weight usage rate of the most likely architecture, and its expectation.
+
+        A space that declares ``complexity_costs()`` (weights each Bernoulli bit switches on)
+        uses ``total − Σ c·(1 − m)`` of its ``total`` weights."""
+        costs_of = getattr(self.model, "complexity_costs", None)
+        if costs_of is None:
+            return {}
+        total = float(sum(p.numel() for p in self.model.parameters()))
+        post = self.posterior()
+        unused_mode, unused_expected = 0.0, 0.0
+        for name, c in costs_of().items():
+            m = post[name]
+            if m.family not in ("bernoulli", "fixed"):
+                return {}
+            c = torch.as_tensor(c, dtype=torch.float64).cpu()
+            unused_mode += float((c * (1 - m.mode().double())).sum())
+            p_off = m.probs[..., m.values.index(0)] if 0 in m.values else torch.zeros(m.shape)
+            unused_expected += float((c * p_off).sum())
+        return {
+            "weight_usage_rate": (total - unused_mode) / total,
+            "expected_weight_usage_rate": (total - unused_expected) / total,
+        }
 
     # -- training -----------------------------------------------------------------------
     def train_epoch(self, progress: bool) -> float:
@@ -292,6 +332,7 @@ class SearchRun:
         if resume:
             self.load_state_dict(load_checkpoint(ckpt))
             self.metrics.truncate_after(self.epoch)
+            self.history.truncate_after(self.epoch)
         else:
             if ckpt.exists():
                 raise FileExistsError(
@@ -301,6 +342,9 @@ class SearchRun:
             self.out.mkdir(parents=True, exist_ok=True)
             write_json(self.out / "config.json", dataclasses.asdict(self.config))
             self.metrics.truncate_after(0)
+            self.history.truncate_after(-1)
+            self.history.append(epoch=0, iteration=0, posterior=self.posterior())
+        tensorboard = self._tensorboard()
         c = self.config
         epochs = tqdm(range(self.epoch, c.epochs), total=c.epochs, initial=self.epoch,
                       disable=not progress, desc=f"{c.space}/{c.method}")
@@ -310,6 +354,7 @@ class SearchRun:
             self.epoch += 1
             row = {
                 "epoch": self.epoch,
+                "iteration": self.epoch * self.steps_per_epoch,
                 "train_loss": train_loss,
                 "lr": self.weight_optimizer.param_groups[0]["lr"],
                 "val_error": self.error("val"),
@@ -318,22 +363,42 @@ class SearchRun:
                 **self.theta_stats(),
             }
             self.metrics.append(row)
+            self.history.append(epoch=self.epoch, iteration=row["iteration"], posterior=self.posterior())
             save_checkpoint(ckpt, self.state_dict())
+            if tensorboard is not None:
+                tensorboard.log(row, self.posterior(), step=row["iteration"])
             epochs.set_postfix(loss=f"{train_loss:.3f}", test_err=f"{row['test_error']:.4f}")
+        if tensorboard is not None:
+            tensorboard.close()
         return self.finish()
+
+    def _tensorboard(self) -> Any:
+        if not self.config.tensorboard:
+            return None
+        from bayesnas.tensorboard_log import TensorBoardLog
+
+        return TensorBoardLog(self.out / "tensorboard")
 
     def finish(self) -> dict[str, Any]:
         arch = tensors_to_architecture(self.guide.mode())
         save_architecture(arch, self.out / "architecture.json")
         write_json(self.out / "posterior.json", self.guide.summary())
+        credible = self.posterior().credible_set(k=self.config.credible_set_size)
+        write_json(self.out / "credible_set.json", [dataclasses.asdict(m) for m in credible])
+        test = self.averaged_metrics("test")
+        stats = {k: v for k, v in self.theta_stats().items() if k not in ("theta", "mean_max_prob_per_site")}
         results = {
             "epochs": self.epoch,
-            "test_error_deterministic": self.error("test"),
-            "test_error_stochastic": self.error("test", stochastic=True),
+            "test_error_deterministic": test["most_likely"]["error"] if test else None,
+            "test_error_stochastic": test["averaged"]["error"] if test else None,
+            "test_most_likely": test["most_likely"] if test else None,
+            "test_model_average": test["averaged"] if test else None,
             "val_error_deterministic": self.error("val"),
             "num_weights": sum(p.numel() for p in self.model.parameters()),
             "stochastic_samples": self.config.stochastic_samples,
-            **{k: v for k, v in self.theta_stats().items() if k != "theta"},
+            "mode_probability": credible[0].probability,
+            **self.weight_usage(),
+            **stats,
         }
         write_json(self.out / "results.json", results)
         return results

@@ -52,7 +52,9 @@ class SiteSpec:
         family: ``"bernoulli"`` or ``"categorical"``.
         shape: the site's own (event) shape, without the leading architecture dimension.
         num_categories: K for a categorical site, ``None`` for a Bernoulli one.
-        choices: optional human-readable labels of the K categories.
+        choices: optional human-readable labels of the K categories (of 0 and 1 for a bit).
+        edges: optional ``(source, target)`` node names, one per variable in flattened order:
+            the graph the site's choices live on, for cell diagrams (``bayesnas.analysis``).
     """
 
     name: str
@@ -60,6 +62,7 @@ class SiteSpec:
     shape: tuple[int, ...] = ()
     num_categories: int | None = None
     choices: tuple[str, ...] | None = field(default=None)
+    edges: tuple[tuple[str, str], ...] | None = field(default=None)
 
     @property
     def numel(self) -> int:
@@ -79,23 +82,47 @@ def _check_shape(shape: Sequence[int] | int) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
+def _labels_and_edges(
+    name: str, shape: tuple[int, ...], labels: tuple[str, ...] | None, edges: Sequence | None
+) -> dict[str, Any]:
+    """The ``infer`` metadata of an arch site, checked against its shape."""
+    infer: dict[str, Any] = {"arch": True, "choices": labels}
+    if edges is not None:
+        edges = tuple((str(s), str(t)) for s, t in edges)
+        numel = int(torch.Size(shape).numel())
+        if len(edges) != numel:
+            raise ValueError(
+                f"Site {name!r} has {numel} variables, so `edges` needs {numel} (source, target) "
+                f"pairs, but got {len(edges)}."
+            )
+        infer["edges"] = edges
+    return infer
+
+
 def bernoulli(
     name: str,
     shape: Sequence[int] | int = (),
     *,
     probs: float = 0.5,
+    choices: Sequence[str] | None = None,
+    edges: Sequence[tuple[str, str]] | None = None,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Declare Bernoulli bits (layer on/off, unit on/off, ReLU vs tanh, a connection).
 
     Returns a float tensor of 0/1 of shape ``(S, *shape)``. ``probs`` is the prior, used only
-    when the model runs without a guide.
+    when the model runs without a guide. ``choices`` names the values 0 and 1 (e.g.
+    ``("skip", "layer")``) and ``edges`` places each bit on a graph, for the analysis.
     """
     if not 0.0 <= probs <= 1.0:
         raise ValueError(f"`probs` must lie in [0, 1], but got probs={probs}.")
+    labels = None if choices is None else tuple(str(c) for c in choices)
+    if labels is not None and len(labels) != 2:
+        raise ValueError(f"A Bernoulli site names its 2 values 0 and 1, but got choices={list(labels)}.")
     shape = _check_shape(shape)
     prior = dist.Bernoulli(torch.full(shape, float(probs), device=device))
-    return pyro.sample(name, prior.to_event(len(shape)), infer={"arch": True})
+    infer = _labels_and_edges(name, shape, labels, edges)
+    return pyro.sample(name, prior.to_event(len(shape)), infer=infer)
 
 
 def categorical(
@@ -103,11 +130,14 @@ def categorical(
     choices: int | Sequence[str],
     shape: Sequence[int] | int = (),
     *,
+    edges: Sequence[tuple[str, str]] | None = None,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Declare categorical choices (op type, input node, kernel size, channel count).
 
     ``choices`` is K or the K labels. Returns a long tensor of indices of shape ``(S, *shape)``.
+    ``edges`` places each choice on a graph (e.g. ``[("n0", "n2"), ("n1", "n2")]``), for the
+    cell diagrams of the analysis.
     """
     labels = None if isinstance(choices, int) else tuple(str(c) for c in choices)
     k = choices if isinstance(choices, int) else len(labels)
@@ -115,7 +145,7 @@ def categorical(
         raise ValueError(f"A categorical site needs at least 2 choices, but got {k} for {name!r}.")
     shape = _check_shape(shape)
     prior = dist.Categorical(torch.full((*shape, k), 1.0 / k, device=device))
-    infer = {"arch": True, "choices": labels}
+    infer = _labels_and_edges(name, shape, labels, edges)
     return pyro.sample(name, prior.to_event(len(shape)), infer=infer)
 
 
@@ -137,11 +167,12 @@ def discover_sites(model: Callable[..., Any], *args: Any, **kwargs: Any) -> dict
         fn = node["fn"]
         shape = tuple(fn.event_shape)
         base = _base(fn)
+        labels, edges = node["infer"].get("choices"), node["infer"].get("edges")
         if isinstance(base, torch.distributions.Bernoulli):
-            specs[name] = SiteSpec(name, "bernoulli", shape)
+            specs[name] = SiteSpec(name, "bernoulli", shape, None, labels, edges)
         elif isinstance(base, torch.distributions.Categorical):
             k = int(base.probs.shape[-1])
-            specs[name] = SiteSpec(name, "categorical", shape, k, node["infer"].get("choices"))
+            specs[name] = SiteSpec(name, "categorical", shape, k, labels, edges)
         else:
             raise TypeError(
                 f"Arch site {name!r} has an unsupported distribution {type(base).__name__}; "

@@ -102,6 +102,8 @@ class ExpectationGuide(nn.Module):
             }
             if spec.choices:
                 out[name]["choices"] = list(spec.choices)
+            if spec.edges:
+                out[name]["edges"] = [list(e) for e in spec.edges]
         return out
 
     def make_optimizers(self, **kwargs: Any) -> list[torch.optim.Optimizer]:

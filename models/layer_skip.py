@@ -42,6 +42,8 @@ class LayerSkipMLP(nn.Module):
         self.input = nn.Linear(in_features, width)
         self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
         self.output = nn.Linear(width, num_classes)
+        # Bit j decides the edge from hidden layer j + 1 to j + 2: run the layer, or skip it.
+        self._edges = [(f"h{j + 1}", f"h{j + 2}") for j in range(depth - 1)]
         for layer in [self.input, *self.hidden, self.output]:
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
             nn.init.zeros_(layer.bias)
@@ -64,7 +66,8 @@ class LayerSkipMLP(nn.Module):
                 f"LayerSkipMLP takes flattened inputs with {self.in_features} features, but got "
                 f"x of shape {tuple(x.shape)}."
             )
-        keep = sites.bernoulli("layers", self.depth - 1, device=x.device)
+        keep = sites.bernoulli("layers", self.depth - 1, choices=("skip", "layer"),
+                               edges=self._edges, device=x.device)
         num_arch = keep.shape[0]
         plan = keep.bool().tolist()  # one host read per pass decides which rows each layer runs
         # Rows are laid out sample-major, (S * N, F). While every sample makes the same

@@ -73,12 +73,14 @@ class CollapseWarning(UserWarning):
 
 @dataclass(frozen=True)
 class CollapseReport:
-    """Mass on parameter-free ops, per edge.
+    """How far each edge's mass has drifted to parameter-free ops.
 
     Attributes:
-        fired: more than ``most`` of the edges put more than ``threshold`` on parameter-free ops.
-        fraction: the fraction of edges that do.
-        edges: ``(site, flat index, parameter-free mass)`` for every edge that offers both kinds.
+        fired: more than ``most`` of the edges drifted further than ``threshold``.
+        fraction: the fraction of edges that did.
+        edges: ``(site, flat index, parameter-free mass, drift)`` for every edge that offers
+            both kinds of op; drift = (mass − u) / (1 − u), u the uniform share of the
+            parameter-free ops: 0 at the uniform prior, 1 with all mass on them.
         message: one line for the report (empty when not fired).
     """
 
@@ -86,7 +88,7 @@ class CollapseReport:
     fraction: float
     threshold: float
     most: float
-    edges: list[tuple[str, int, float]] = field(default_factory=list)
+    edges: list[tuple[str, int, float, float]] = field(default_factory=list)
     message: str = ""
 
 
@@ -97,12 +99,14 @@ def collapse_report(
     threshold: float = 0.5,
     most: float = 0.5,
 ) -> CollapseReport:
-    """Measure how much mass sits on parameter-free ops, edge by edge.
+    """Measure, edge by edge, the drift of the posterior mass to parameter-free ops.
 
     Only variables whose values include both a parameter-free and a parametric op count as
     edges. ``parameter_free`` names those labels (or decides per label); by default labels
-    matching :data:`PARAMETER_FREE`. The report fires when the parameter-free mass exceeds
-    ``threshold`` on more than a fraction ``most`` of the edges.
+    matching :data:`PARAMETER_FREE`. Drift is measured from the uniform distribution, where
+    the search starts, so an undecided posterior never reads as collapsed however many of
+    its ops are parameter-free. The report fires when the drift exceeds ``threshold`` on more
+    than a fraction ``most`` of the edges.
     """
     for name, v in (("threshold", threshold), ("most", most)):
         if not 0.0 <= v < 1.0:
@@ -114,21 +118,25 @@ def collapse_report(
     else:
         names = {str(x) for x in parameter_free}
         is_free = lambda label: label in names  # noqa: E731
-    edges: list[tuple[str, int, float]] = []
+    edges: list[tuple[str, int, float, float]] = []
     for m in as_posterior(posterior):
         free = [j for j, label in enumerate(m.labels) if is_free(label)]
         if not free or len(free) == len(m.labels):
             continue
+        uniform = len(free) / len(m.labels)
         mass = m.flat_probs()[:, free].sum(-1)
-        edges.extend((m.name, i, float(p)) for i, p in enumerate(mass.tolist()))
+        drift = (mass - uniform) / (1 - uniform)
+        edges.extend((m.name, i, float(p), float(d))
+                     for i, (p, d) in enumerate(zip(mass.tolist(), drift.tolist(), strict=True)))
     if not edges:
         return CollapseReport(False, 0.0, threshold, most)
-    collapsed = sum(p > threshold for _, _, p in edges)
+    collapsed = sum(d > threshold for *_, d in edges)
     fraction = collapsed / len(edges)
     fired = fraction > most
     message = (
-        f"Collapse: {collapsed} of {len(edges)} edges ({fraction:.0%}) put more than "
-        f"{threshold:.0%} of their mass on parameter-free ops (skip/pool/zero)."
+        f"Collapse: on {collapsed} of {len(edges)} edges ({fraction:.0%}) the posterior moved more "
+        f"than {threshold:.0%} of the way from uniform to all its mass on parameter-free ops "
+        "(skip/pool/zero)."
         if fired else ""
     )
     return CollapseReport(fired, fraction, threshold, most, edges, message)

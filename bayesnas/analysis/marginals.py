@@ -366,6 +366,7 @@ class NormalStrengthMarginal(SiteMarginal):
             )
         if bool((self.sigma <= 0).any()):
             raise ValueError(f"Site {name!r}: σ must be positive, but got {self.sigma.tolist()}.")
+        self.num_samples, self.seed = int(num_samples), int(seed)
         probs = winner_probabilities(
             self.mu, self.sigma, num_samples=num_samples, generator=torch.Generator().manual_seed(seed)
         )
@@ -387,11 +388,12 @@ class NormalStrengthMarginal(SiteMarginal):
         meta = self._meta()
         meta["shape"] = list(self.shape)
         return {**meta, "mu": self.mu.tolist(), "sigma": self.sigma.tolist(),
-                "entropy": float(self.entropy().sum())}
+                "num_samples": self.num_samples, "seed": self.seed, "entropy": float(self.entropy().sum())}
 
     @classmethod
     def from_summary(cls, name: str, entry: Mapping[str, Any]) -> NormalStrengthMarginal:
-        return cls(name, entry["mu"], entry["sigma"], labels=entry.get("choices"), edges=entry.get("edges"))
+        return cls(name, entry["mu"], entry["sigma"], labels=entry.get("choices"), edges=entry.get("edges"),
+                   num_samples=entry.get("num_samples", 20_000), seed=entry.get("seed", 0))
 
 
 class FixedMarginal(SiteMarginal):

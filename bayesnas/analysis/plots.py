@@ -1,0 +1,413 @@
+"""The figures of a search: what the posterior over architectures looks like, and how it got there.
+
+Every function takes what :func:`~bayesnas.analysis.posterior.as_posterior` accepts (a
+:class:`~bayesnas.analysis.posterior.Posterior`, a guide, a ``posterior.json`` summary), or a
+history of ``(iteration, posterior)`` pairs, writes one PNG atomically and returns its path.
+They read only the discrete view of :mod:`bayesnas.analysis.marginals`, so they hold for every
+guide family.
+
+- :func:`plot_theta_histograms` — shirakawa2018 fig. 4: are the bits decided? θ piles up near 0
+  and 1 once they are; other families show each variable's probability of its most likely value.
+- :func:`plot_trajectories` — shirakawa2018 fig. 2: θ of each bit over training beside Σθ, the
+  expected number of active bits (layers, units); does the search settle, and where?
+- :func:`plot_entropy` — the total entropy and the number of undecided variables over training.
+- :func:`plot_cell` — the cell as a graph: one arc per op and edge, as thick as its probability
+  (or its positive SNR μ/σ², vinnas2020), the most likely op named on each edge.
+- :func:`plot_heatmap` — op x edge table of probabilities (or positive SNR), one panel per label set.
+- :func:`plot_tradeoff` — saito2018 fig. 1: weight usage rate against test error, one curve per method.
+
+Figures are drawn with matplotlib's object API on the Agg canvas (no pyplot, no global state),
+so they render headless and never disturb an interactive session. Large posteriors stay
+readable: trajectories are subsampled, cell diagrams and heat-maps keep the most uncertain
+variables and say so in their titles.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch
+
+from bayesnas.analysis.convergence import DECIDED, convergence_curve
+from bayesnas.analysis.marginals import BernoulliMarginal, NormalStrengthMarginal, SiteMarginal
+from bayesnas.analysis.posterior import Posterior, as_posterior
+from bayesnas.runs import atomic_write_bytes
+
+__all__ = [
+    "plot_cell",
+    "plot_entropy",
+    "plot_heatmap",
+    "plot_theta_histograms",
+    "plot_tradeoff",
+    "plot_trajectories",
+]
+
+_DPI = 100
+_MAX_PANELS = 32  # histogram panels; beyond, the first ones are drawn and the title says so
+_MAX_ARCS = 8  # arcs per cell edge: the most heavily weighted values (gaussian-integer has many)
+_ANNOTATE = (20, 12)  # heat-map cells get numbers up to this many rows x columns
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(min(width, 24.0), min(height, 30.0)), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def _history(history: Iterable[tuple[float, Any]]) -> list[tuple[float, Posterior]]:
+    out = [(step, as_posterior(p)) for step, p in history]
+    if not out:
+        raise ValueError("The history is empty: it needs at least one (step, posterior) pair.")
+    return out
+
+
+def _is_bits(m: SiteMarginal) -> bool:
+    return isinstance(m, BernoulliMarginal)
+
+
+def _theta_label(m: SiteMarginal) -> str:
+    return "θ = P(m = 1)" if m.labels == ("0", "1") else f"θ = P({m.labels[1]})"
+
+
+def _index_label(m: SiteMarginal, i: int) -> str:
+    if not m.shape:
+        return m.name
+    return f"{m.name}[{','.join(str(int(j)) for j in np.unravel_index(i, m.shape))}]"
+
+
+def _endpoints(m: SiteMarginal, i: int) -> tuple[str, str]:
+    """The variable's edge, or the chain edge ``site:i -> site:i+1`` when the site has none."""
+    if m.edges is not None:
+        return m.edges[i]
+    return f"{m.name}:{i}", f"{m.name}:{i + 1}"
+
+
+def _most_uncertain(pmax: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` lowest max-probabilities, in their original order."""
+    if len(pmax) <= k:
+        return np.arange(len(pmax))
+    return np.sort(np.argsort(pmax, kind="stable")[:k])
+
+
+def _weights(m: SiteMarginal, weight: str) -> tuple[np.ndarray, str]:
+    """``(num_variables, V)`` weights of a site's values, and what they are."""
+    if weight == "snr" and isinstance(m, NormalStrengthMarginal):
+        return m.snr.clamp_min(0).reshape(m.num_variables, -1).numpy(), "snr"
+    return m.flat_probs().numpy(), "prob"
+
+
+# -- shirakawa2018 fig. 4 ----------------------------------------------------------------------
+def plot_theta_histograms(posterior: Any, path: str | os.PathLike, *, bins: int = 20) -> Path:
+    """Histograms of θ per site (per layer), as shirakawa2018 fig. 4.
+
+    Bernoulli families show θ = P(m = 1) of every bit on [0, 1], one panel per site, and one per
+    leading row of a 2-D site with at most 8 rows (e.g. activation bits ``(layers, units)``).
+    Other families show each variable's probability of its most likely value.
+    """
+    post = as_posterior(posterior)
+    panels: list[tuple[str, np.ndarray, str]] = []
+    for m in post:
+        if _is_bits(m):
+            theta = m.theta.numpy()
+            rows = list(theta) if theta.ndim == 2 and theta.shape[0] <= 8 else [theta]
+            for r, t in enumerate(rows):
+                title = f"{m.name}[{r}]" if len(rows) > 1 else m.name
+                panels.append((title, t.reshape(-1), _theta_label(m)))
+        else:
+            panels.append((f"{m.name} ({m.family})", m.max_prob().numpy().reshape(-1),
+                           "P(most likely value)"))
+    total = len(panels)
+    panels = panels[:_MAX_PANELS]
+    ncols = min(len(panels), 4)
+    nrows = math.ceil(len(panels) / ncols)
+    fig = _figure(3.2 * ncols, 2.6 * nrows + 0.4)
+    axes = fig.subplots(nrows, ncols, squeeze=False).reshape(-1)
+    for ax, (title, x, xlabel) in zip(axes, panels, strict=False):
+        ax.hist(x, bins=bins, range=(0.0, 1.0), color="tab:blue", edgecolor="white", linewidth=0.4)
+        ax.axvline(0.5, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xlim(0.0, 1.0)
+        ax.set_title(f"{title}: {x.size} variables, mean {x.mean():.2f}", fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("count", fontsize=8)
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    more = f" (first {len(panels)} of {total} panels)" if total > len(panels) else ""
+    fig.suptitle(f"Posterior marginals per site{more}")
+    return _save(fig, path)
+
+
+# -- shirakawa2018 fig. 2 ----------------------------------------------------------------------
+def _probability_of(post: Posterior, name: str, targets: np.ndarray) -> np.ndarray:
+    """P(variable = target value) per variable of site ``name`` in one snapshot (NaN if absent)."""
+    m = post.marginals.get(name)
+    if m is None or m.num_variables != len(targets):
+        return np.full(len(targets), np.nan)
+    match = np.asarray(m.values)[None, :] == targets[:, None]
+    return (m.flat_probs().numpy() * match).sum(-1)
+
+
+def plot_trajectories(history: Iterable[tuple[float, Any]], path: str | os.PathLike, *,
+                      max_lines: int = 64) -> Path:
+    """θ of each bit over training, beside Σθ, as shirakawa2018 fig. 2.
+
+    Left: one line per bit of the Bernoulli sites (θ), and for other families the probability
+    of each variable's final most likely value; at most ``max_lines`` lines, evenly chosen.
+    Right: Σθ, the expected number of active bits, or the mean max-probability without bits.
+    """
+    hist = _history(history)
+    steps = np.asarray([s for s, _ in hist], dtype=float)
+    final = hist[-1][1]
+    columns, colors, names = [], [], []
+    for c, m in enumerate(final):
+        targets = np.ones(m.num_variables) if _is_bits(m) else np.asarray(m.values)[m.mode_index().numpy()]
+        targets = targets.reshape(-1)
+        columns.append(np.stack([_probability_of(p, m.name, targets) for _, p in hist]))
+        colors += [f"C{c % 10}"] * m.num_variables
+        names.append(m.name)
+    traj = np.concatenate(columns, axis=1)
+    n = traj.shape[1]
+    chosen = np.unique(np.linspace(0, n - 1, min(n, max(1, max_lines))).round().astype(int))
+    bits = [_is_bits(m) for m in final]
+    ylabel = "θ = P(m = 1)" if all(bits) else "θ or P(final most likely value)" if any(bits) \
+        else "P(final most likely value)"
+
+    fig = _figure(11, 4)
+    left, right = fig.subplots(1, 2)
+    marker = "o" if len(steps) == 1 else None
+    for j in chosen:
+        left.plot(steps, traj[:, j], color=colors[j], linewidth=0.7, alpha=0.6, marker=marker, markersize=3)
+    if len(names) > 1:
+        for c, name in enumerate(names[:10]):
+            left.plot([], [], color=f"C{c}", label=name)
+        left.legend(fontsize=7, loc="best")
+    sub = f" ({len(chosen)} of {n} variables, evenly spaced)" if len(chosen) < n else ""
+    left.set_title(f"Trajectories{sub}", fontsize=10)
+    left.set(xlabel="iteration", ylabel=ylabel, ylim=(-0.02, 1.02))
+
+    if any(bits):
+        active = [p.expected_active() for _, p in hist]
+        y = np.asarray([np.nan if a is None else a for a in active], dtype=float)
+        right.set(ylabel="Σθ (expected active bits)", title="Sum of the Bernoulli parameters")
+    else:
+        y = np.asarray([np.mean(np.concatenate([m.max_prob().numpy().reshape(-1) for m in p]))
+                        for _, p in hist])
+        right.set(ylabel="mean max probability", title="Mean max probability", ylim=(0, 1.02))
+    right.plot(steps, y, color="tab:red", marker="o" if len(steps) <= 50 else None, markersize=3)
+    right.set_xlabel("iteration")
+    return _save(fig, path)
+
+
+def plot_entropy(history: Iterable[tuple[float, Any]], path: str | os.PathLike) -> Path:
+    """Total entropy (nats) over training and, on a twin axis, the undecided variables
+    (max probability < 0.9): the convergence curves of :func:`convergence_curve`."""
+    curve = convergence_curve(_history(history))
+    steps = curve["step"]
+    marker = "o" if len(steps) <= 50 else None
+    fig = _figure(7, 4)
+    ax = fig.subplots()
+    (h1,) = ax.plot(steps, curve["entropy"], color="tab:blue", marker=marker, markersize=3,
+                    label="entropy")
+    ax.set(xlabel="iteration", ylabel="entropy (nats)")
+    twin = ax.twinx()
+    (h2,) = twin.step(steps, curve["undecided"], where="post", color="tab:orange", marker=marker,
+                      markersize=3, label=f"undecided (max prob < {DECIDED})")
+    twin.set_ylabel(f"undecided variables (of {curve['num_variables'][-1]})")
+    twin.set_ylim(bottom=0)
+    ax.legend(handles=[h1, h2], fontsize=8, loc="upper right")
+    ax.set_title("Posterior entropy and undecided variables")
+    return _save(fig, path)
+
+
+# -- cell diagram ----------------------------------------------------------------------------------
+def _layers(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
+    """Longest-path layering (sources at 0); cycles stop growing after ``len(nodes)`` rounds."""
+    layer = dict.fromkeys(nodes, 0)
+    for _ in range(len(nodes)):
+        changed = False
+        for s, t in edges:
+            if s != t and layer[t] < layer[s] + 1:
+                layer[t], changed = layer[s] + 1, True
+        if not changed:
+            break
+    return layer
+
+
+def plot_cell(posterior: Any, path: str | os.PathLike, *, weight: str = "prob", max_edges: int = 48) -> Path:
+    """The architecture as a graph: each value of a variable is an arc between its two nodes.
+
+    Arcs are as wide as the value's probability (``weight="prob"``) or, for the normal family,
+    its positive SNR μ/σ² clipped at 0 and normalised per edge (``weight="snr"``, vinnas2020
+    alg. 1; other families fall back to probabilities). Each edge names its most likely value.
+    Variables without ``edges`` form a chain per site. Beyond ``max_edges`` variables, the most
+    uncertain ones are drawn. At most 8 arcs per edge, the heaviest.
+    """
+    if weight not in ("prob", "snr"):
+        raise ValueError(f"`weight` must be 'prob' or 'snr', but got weight={weight!r}.")
+    post = as_posterior(posterior)
+    variables = [(m, i) for m in post for i in range(m.num_variables)]
+    pmax = np.concatenate([m.max_prob().numpy().reshape(-1) for m in post])
+    keep = _most_uncertain(pmax, max_edges)
+    variables = [variables[k] for k in keep]
+
+    ends = [_endpoints(m, i) for m, i in variables]
+    nodes = list(dict.fromkeys(n for e in ends for n in e))
+    layer = _layers(nodes, ends)
+    by_layer: dict[int, list[str]] = {}
+    for node in nodes:
+        by_layer.setdefault(layer[node], []).append(node)
+    pos = {node: (x, (len(col) - 1) / 2 - y) for x, col in by_layer.items() for y, node in enumerate(col)}
+    height = max(len(col) for col in by_layer.values())
+    label_colors = {lab: f"C{c % 10}" for c, lab in enumerate(dict.fromkeys(
+        lab for m in post for lab in m.labels))}
+
+    fig = _figure(max(6.0, 2.2 * len(by_layer)), max(3.5, 0.7 * height + 1))
+    ax = fig.subplots()
+    cache = {m.name: _weights(m, weight) for m in post}
+    seen: dict[tuple[str, str], int] = {}
+    for (m, i), (s, t) in zip(variables, ends, strict=True):
+        w, kind = cache[m.name]
+        w = w[i]
+        norm = w / w.max() if kind == "snr" and w.max() > 0 else w
+        top = np.sort(np.argsort(-norm, kind="stable")[:_MAX_ARCS])
+        offset = 0.5 * seen.get((s, t), 0)
+        seen[(s, t)] = seen.get((s, t), 0) + 1
+        rads = np.linspace(-0.3, 0.3, len(top)) if len(top) > 1 else np.zeros(1)
+        for j, rad in zip(top, rads, strict=True):
+            ax.add_patch(FancyArrowPatch(
+                pos[s], pos[t], connectionstyle=f"arc3,rad={rad + offset:.3f}", arrowstyle="-|>",
+                mutation_scale=6, shrinkA=9, shrinkB=9, linewidth=0.3 + 4.0 * float(norm[j]),
+                color=label_colors[m.labels[j]], alpha=0.35 + 0.6 * float(norm[j])))
+        best = int(np.argmax(w))
+        text = f"{m.labels[best]} ({w[best]:.2f})" if kind == "prob" else f"{m.labels[best]} (SNR {w[best]:.2g})"
+        (x0, y0), (x1, y1) = pos[s], pos[t]
+        ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.12 + offset / 2, text, ha="center", fontsize=7,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7})
+    xs, ys = zip(*pos.values(), strict=True)
+    ax.scatter(xs, ys, s=160, color="white", edgecolors="black", zorder=3)
+    for node, (x, y) in pos.items():
+        ax.text(x, y - 0.22, node, ha="center", va="top", fontsize=7)
+    ax.set_xlim(-0.5, len(by_layer) - 0.5)
+    ax.set_ylim(-height / 2 - 0.3, height / 2 + 0.3)
+    ax.set_axis_off()
+    if len(label_colors) <= 12:
+        for lab, color in label_colors.items():
+            ax.plot([], [], color=color, linewidth=2, label=lab)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    what = "positive SNR μ/σ² (normal sites, normalised per edge)" if weight == "snr" else "probability"
+    sub = f" ({len(variables)} of {len(pmax)} variables, most uncertain)" if len(variables) < len(pmax) else ""
+    ax.set_title(f"Cell: arc width = {what}{sub}", fontsize=10)
+    return _save(fig, path)
+
+
+# -- heat-map ----------------------------------------------------------------------------------
+def plot_heatmap(posterior: Any, path: str | os.PathLike, *, value: str = "prob", max_rows: int = 64) -> Path:
+    """Op x edge heat-map: one row per variable, one column per value, one panel per label set.
+
+    ``value="prob"`` shows the marginal probabilities; ``value="snr"`` the positive SNR μ/σ²
+    (clipped at 0) of normal sites (vinnas2020 §IV-C), other sites keep probabilities. Beyond
+    ``max_rows`` rows a panel keeps the most uncertain variables.
+    """
+    if value not in ("prob", "snr"):
+        raise ValueError(f"`value` must be 'prob' or 'snr', but got value={value!r}.")
+    groups: dict[tuple[tuple[str, ...], str], list[SiteMarginal]] = {}
+    for m in as_posterior(posterior):
+        groups.setdefault((m.labels, _weights(m, value)[1]), []).append(m)
+
+    panels = []
+    for (labels, kind), sites in groups.items():
+        grid = np.concatenate([_weights(m, value)[0] for m in sites])
+        pmax = np.concatenate([m.max_prob().numpy().reshape(-1) for m in sites])
+        names = []
+        for m in sites:
+            for i in range(m.num_variables):
+                if m.edges is None:
+                    names.append(_index_label(m, i))
+                else:
+                    edge = "→".join(m.edges[i])
+                    names.append(edge if len(sites) == 1 else f"{m.name}: {edge}")
+        keep = _most_uncertain(pmax, max_rows)
+        sub = f" ({len(keep)} of {len(pmax)} rows, most uncertain)" if len(keep) < len(pmax) else ""
+        title = ", ".join(m.name for m in sites) + sub
+        panels.append((labels, kind, grid[keep], [names[k] for k in keep], title))
+
+    ncols = max(len(p[0]) for p in panels)
+    fig = _figure(max(6.0, 0.5 * min(ncols, 40) + 3.5), sum(0.2 * len(p[3]) + 1.3 for p in panels))
+    axes = fig.subplots(len(panels), 1, squeeze=False,
+                        height_ratios=[len(p[3]) + 4 for p in panels])[:, 0]
+    for ax, (labels, kind, grid, names, title) in zip(axes, panels, strict=True):
+        vmax = 1.0 if kind == "prob" else max(float(grid.max()), 1e-12)
+        im = ax.imshow(grid, aspect="auto", interpolation="nearest", vmin=0.0, vmax=vmax,
+                       cmap="viridis" if kind == "prob" else "magma")
+        step = max(1, math.ceil(len(labels) / 30))
+        ax.set_xticks(range(0, len(labels), step), labels[::step], rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=6 if len(names) > 24 else 7)
+        if grid.shape[0] <= _ANNOTATE[0] and grid.shape[1] <= _ANNOTATE[1]:
+            for (r, c), v in np.ndenumerate(grid):
+                ax.text(c, r, f"{v:.2f}" if kind == "prob" else f"{v:.2g}", ha="center", va="center",
+                        fontsize=7, color="white" if v < 0.6 * vmax else "black")
+        fig.colorbar(im, ax=ax, label="P(value)" if kind == "prob" else "positive SNR μ/σ²")
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+# -- saito2018 fig. 1 --------------------------------------------------------------------------
+def _error(points: Sequence[Mapping[str, Any]], key: str) -> np.ndarray | None:
+    """``(2, n)`` lower/upper error bars (a number or a ``(low, high)`` pair per point), or None."""
+    if not any(p.get(key) is not None for p in points):
+        return None
+    out = np.zeros((2, len(points)))
+    for k, p in enumerate(points):
+        e = p.get(key)
+        if e is not None:
+            out[:, k] = np.broadcast_to(np.asarray(e, dtype=float), (2,))
+    return out
+
+
+def plot_tradeoff(points: Sequence[Mapping[str, Any]], path: str | os.PathLike, *,
+                  x_label: str = "weight usage rate", y_label: str = "test error") -> Path:
+    """Complexity against error, one marker+line series per method, as saito2018 fig. 1.
+
+    ``points`` are dicts ``{"label", "x", "y"}`` with optional ``"x_err"``, ``"y_err"`` (a
+    number, or a ``(below, above)`` pair such as the 25%/75% quantiles) and ``"annotation"``
+    (e.g. the penalty ε0), written beside the point.
+    """
+    if not points:
+        raise ValueError("`points` is empty: plot_tradeoff needs at least one {label, x, y} point.")
+    series: dict[str, list[Mapping[str, Any]]] = {}
+    for p in points:
+        missing = [k for k in ("label", "x", "y") if k not in p]
+        if missing:
+            raise ValueError(f"Every trade-off point needs 'label', 'x' and 'y', but {dict(p)} lacks {missing}.")
+        series.setdefault(str(p["label"]), []).append(p)
+    fig = _figure(6.5, 4.5)
+    ax = fig.subplots()
+    for label, pts in series.items():
+        pts = sorted(pts, key=lambda p: float(p["x"]))
+        x = [float(p["x"]) for p in pts]
+        y = [float(p["y"]) for p in pts]
+        ax.errorbar(x, y, xerr=_error(pts, "x_err"), yerr=_error(pts, "y_err"), marker="o", markersize=4,
+                    capsize=3, linewidth=1.2, label=label)
+        for p in pts:
+            if p.get("annotation") is not None:
+                ax.annotate(str(p["annotation"]), (float(p["x"]), float(p["y"])), textcoords="offset points",
+                            xytext=(4, 4), fontsize=7)
+    ax.set(xlabel=x_label, ylabel=y_label, title=f"{y_label} vs {x_label}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

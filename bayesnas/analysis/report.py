@@ -1,0 +1,367 @@
+"""Run reports (``bayesnas report RUN_DIR``) and comparisons (``bayesnas compare RUN_DIR...``).
+
+A report reads what a search run wrote (``config.json``, ``metrics.jsonl``,
+``posterior_history.jsonl``, ``posterior.json``, ``results.json``, ``architecture.json``),
+draws the figures of :mod:`bayesnas.analysis.plots` into ``RUN_DIR/report/``, and writes
+``RUN_DIR/report.md`` and a self-contained ``RUN_DIR/report.html`` (figures embedded) with
+the configuration, the curves, the architecture, the credible set and the test metrics. A
+run that was killed before it finished still gets a report of what it has.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bayesnas.analysis import plots
+from bayesnas.analysis.convergence import collapse_report, convergence_stats
+from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
+from bayesnas.analysis.posterior import Posterior
+from bayesnas.runs import MetricsLog, atomic_write_text, read_json
+
+__all__ = ["RunRecord", "Comparison", "load_run", "write_report", "compare_runs"]
+
+#: Rows of the posterior table shown in a report (the most uncertain variables first).
+TABLE_ROWS = 40
+
+
+@dataclass
+class RunRecord:
+    """Everything a run directory holds, parsed (missing files give ``None`` / empty)."""
+
+    path: Path
+    config: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    results: dict[str, Any] | None
+    architecture: dict[str, Any] | None
+    posterior: Posterior | None
+    history: list[tuple[int, Posterior]]
+
+
+def _read_optional(path: Path) -> Any:
+    return read_json(path) if path.exists() else None
+
+
+def load_run(run_dir: str | os.PathLike) -> RunRecord:
+    """Parse a run directory; raise ``FileNotFoundError`` if it is not one."""
+    path = Path(run_dir)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(
+            f"{path} is not a bayesnas run directory (no config.json); "
+            "make one with `bayesnas search SPACE --out DIR`."
+        )
+    history = PosteriorHistory(path / HISTORY_FILE).read()
+    summary = _read_optional(path / "posterior.json")
+    posterior = Posterior.from_summary(summary) if summary else (history[-1][1] if history else None)
+    return RunRecord(
+        path=path,
+        config=read_json(path / "config.json"),
+        metrics=MetricsLog(path / "metrics.jsonl").read(),
+        results=_read_optional(path / "results.json"),
+        architecture=_read_optional(path / "architecture.json"),
+        posterior=posterior,
+        history=history,
+    )
+
+
+# -- formatting ------------------------------------------------------------------------------
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.{digits}g}" if abs(value) < 1e-3 or abs(value) >= 1e4 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+class _Document:
+    """Builds the Markdown and the HTML of a report side by side, section by section."""
+
+    def __init__(self, title: str) -> None:
+        self.md = [f"# {title}", ""]
+        self.html = [f"<h1>{html.escape(title)}</h1>"]
+
+    def heading(self, text: str) -> None:
+        self.md += [f"## {text}", ""]
+        self.html.append(f"<h2>{html.escape(text)}</h2>")
+
+    def paragraph(self, text: str, *, css: str = "") -> None:
+        self.md += [text, ""]
+        cls = f' class="{css}"' if css else ""
+        self.html.append(f"<p{cls}>{html.escape(text)}</p>")
+
+    def code(self, text: str) -> None:
+        self.md += ["```", text, "```", ""]
+        self.html.append(f"<pre>{html.escape(text)}</pre>")
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.md += [_md_table(header, rows), ""]
+        self.html.append(_html_table(header, rows))
+
+    def figure(self, path: Path, rel: str, caption: str) -> None:
+        self.md += [f"![{caption}]({rel})", "", f"*{caption}*", ""]
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        self.html.append(
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(rel)}">'
+            f'<figcaption>{html.escape(caption)} (<a href="{html.escape(rel)}">{html.escape(rel)}</a>)'
+            "</figcaption></figure>"
+        )
+
+    def render_html(self) -> str:
+        style = (
+            "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+            "color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}"
+            "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3f3f3}"
+            "img{max-width:100%}figure{margin:1em 0 2em}pre{background:#f6f6f6;padding:.8em;"
+            "overflow-x:auto}.warn{color:#a40;font-weight:bold}"
+        )
+        return (
+            "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>bayesnas report</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(self.html) + "\n</body></html>\n"
+        )
+
+
+# -- the report --------------------------------------------------------------------------------
+def _make_figures(run: RunRecord, fig_dir: Path) -> list[tuple[Path, str]]:
+    """Draw every figure the run's data allows; ``(path, caption)`` pairs."""
+    post = run.posterior
+    made: list[tuple[Path, str]] = []
+
+    def draw(name: str, caption: str, fn: Callable[..., Path], *args: Any, **kwargs: Any) -> None:
+        made.append((fn(*args, fig_dir / f"{name}.png", **kwargs), caption))
+
+    if run.metrics:
+        draw("learning_curves", "Training loss and validation / test error per epoch.",
+             plots.plot_learning_curves, run.metrics)
+    if run.history:
+        draw("trajectories", "Posterior over training: θ per variable and Σθ (shirakawa2018 fig. 2).",
+             plots.plot_trajectories, run.history)
+        draw("entropy", "Entropy of the posterior and undecided variables (max probability < 0.9).",
+             plots.plot_entropy, run.history)
+    if post is not None:
+        draw("theta_histograms", "Histograms of θ per site / layer (shirakawa2018 fig. 4).",
+             plots.plot_theta_histograms, post)
+        draw("cell", "The architecture graph; edge widths are posterior probabilities.",
+             plots.plot_cell, post)
+        draw("heatmap", "Marginal probability of every value (op) of every variable (edge).",
+             plots.plot_heatmap, post)
+        if "normal" in post.families:
+            draw("cell_snr", "The architecture graph; edge widths are positive SNR μ/σ² (vinnas2020).",
+                 plots.plot_cell, post, weight="snr")
+            draw("heatmap_snr", "Positive SNR μ/σ² of every op on every edge (vinnas2020).",
+                 plots.plot_heatmap, post, value="snr")
+    return made
+
+
+def _config_rows(config: dict[str, Any]) -> list[list[Any]]:
+    return [[k, json.dumps(v) if isinstance(v, dict | list) else v] for k, v in sorted(config.items())]
+
+
+def _results_section(doc: _Document, results: dict[str, Any] | None) -> None:
+    doc.heading("Test metrics")
+    if not results:
+        doc.paragraph("The run has not finished: no results.json yet (resume it with "
+                      "`bayesnas search --resume RUN_DIR`).", css="warn")
+        return
+    single, averaged = results.get("test_most_likely"), results.get("test_model_average")
+    if single and averaged:
+        rows = [[key, single[key], averaged[key]] for key in ("accuracy", "error", "nll", "ece")]
+        doc.table(["metric", "most likely architecture",
+                   f"model average ({results.get('stochastic_samples')} architectures)"], rows)
+    other = {k: v for k, v in results.items()
+             if not isinstance(v, dict | list) and k not in ("stochastic_samples",)}
+    doc.table(["result", "value"], sorted(other.items()))
+
+
+def _credible_section(doc: _Document, post: Posterior, k: int) -> None:
+    doc.heading(f"Credible set (top {k})")
+    members = post.credible_set(k=k)
+    rows = []
+    for m in members:
+        diff = "; ".join(
+            f"{site}[{i}]={post[site].labels[post[site].values.index(v)]}"
+            for site, changes in m.differs_from_mode.items() for i, v in changes
+        )
+        rows.append([m.rank, m.probability, m.cumulative, diff or "(the most likely architecture)"])
+    doc.paragraph(f"The {len(members)} most likely distinct architectures hold "
+                  f"{members[-1].cumulative:.4g} of the posterior mass; each row says where it "
+                  "differs from the most likely one.")
+    doc.table(["rank", "probability", "cumulative", "differs from the most likely in"], rows)
+
+
+def _posterior_section(doc: _Document, post: Posterior) -> None:
+    doc.heading("Posterior per variable")
+    stats = convergence_stats(post)
+    doc.paragraph(
+        f"{post.num_variables} variables in {len(post)} sites ({', '.join(post.families)}); "
+        f"entropy {stats['entropy']:.4g} nats; mean max probability {stats['mean_max_prob']:.4f}; "
+        f"{stats['undecided']} undecided (max probability < 0.9)"
+        + (f"; Σθ = {stats['expected_active_bits']:.4g}" if "expected_active_bits" in stats else "")
+        + "."
+    )
+    collapse = collapse_report(post)
+    if collapse.fired:
+        doc.paragraph("Warning: " + collapse.message, css="warn")
+    elif collapse.edges:
+        doc.paragraph(f"No collapse: {collapse.fraction:.0%} of the {len(collapse.edges)} edges that offer "
+                      "a parameter-free op put more than half their mass on it.")
+    rows = sorted(post.table(), key=lambda r: r["p_mode"])[:TABLE_ROWS]
+    keys = ["site", "index", "edge", "mode", "p_mode", "entropy", "theta", "mu", "sigma", "snr"]
+    keys = [k for k in keys if any(k in r for r in rows)]
+
+    def cell(v: Any) -> Any:
+        return ", ".join(_fmt(x, 3) for x in v) if isinstance(v, list) else v
+
+    shown = f"the {len(rows)} most uncertain of {post.num_variables}" if post.num_variables > len(rows) else "all"
+    doc.paragraph(f"Showing {shown} variables.")
+    doc.table(keys, [[cell(r.get(k)) for k in keys] for r in rows])
+
+
+def write_report(run_dir: str | os.PathLike, *, credible_k: int = 10) -> dict[str, Path]:
+    """Write ``report.md``, ``report.html`` and ``report/*.png`` into ``run_dir``.
+
+    Returns ``{"html": ..., "md": ..., "figures": [...]}`` paths.
+    """
+    run = load_run(run_dir)
+    fig_dir = run.path / "report"
+    figures = _make_figures(run, fig_dir)
+    doc = _Document(f"bayesnas run: {run.config.get('space', '?')} / {run.config.get('method', '?')} "
+                    f"({run.path.name})")
+    last = run.metrics[-1] if run.metrics else {}
+    doc.paragraph(f"{last.get('epoch', 0)} of {run.config.get('epochs', '?')} epochs on "
+                  f"{run.config.get('dataset', '?')}, seed {run.config.get('seed', '?')}.")
+    _results_section(doc, run.results)
+    if run.posterior is not None:
+        _posterior_section(doc, run.posterior)
+        _credible_section(doc, run.posterior, credible_k)
+    if run.architecture is not None:
+        doc.heading("Most likely architecture")
+        doc.code(json.dumps(run.architecture, sort_keys=True))
+    doc.heading("Figures")
+    for path, caption in figures:
+        doc.figure(path, f"report/{path.name}", caption)
+    doc.heading("Configuration")
+    doc.table(["key", "value"], _config_rows(run.config))
+    md_path, html_path = run.path / "report.md", run.path / "report.html"
+    atomic_write_text(md_path, "\n".join(doc.md))
+    atomic_write_text(html_path, doc.render_html())
+    return {"html": html_path, "md": md_path, "figures": [p for p, _ in figures]}
+
+
+# -- comparison --------------------------------------------------------------------------------
+#: Configuration keys that never distinguish methods (where and how a run ran).
+_INCIDENTAL = {"seed", "device", "data_dir", "download", "tensorboard"}
+
+#: ``(column, getter)`` of the compared metrics.
+_METRICS: list[tuple[str, Callable[[RunRecord], float | None]]] = [
+    ("test error (most likely)", lambda r: (r.results or {}).get("test_error_deterministic")),
+    ("test error (model average)", lambda r: (r.results or {}).get("test_error_stochastic")),
+    ("NLL (model average)", lambda r: ((r.results or {}).get("test_model_average") or {}).get("nll")),
+    ("ECE (model average)", lambda r: ((r.results or {}).get("test_model_average") or {}).get("ece")),
+    ("weight usage rate", lambda r: (r.results or {}).get("weight_usage_rate")),
+    ("Σθ", lambda r: (r.results or {}).get("expected_active_bits")),
+    ("entropy", lambda r: (r.results or {}).get("entropy")),
+    ("undecided", lambda r: (r.results or {}).get("undecided")),
+    ("train seconds", lambda r: sum(m.get("seconds", 0.0) for m in r.metrics) or None),
+]
+
+
+@dataclass
+class Comparison:
+    """Runs grouped by configuration (seeds pooled): ``groups`` label -> runs, ``table`` rows."""
+
+    groups: dict[str, list[RunRecord]]
+    header: list[str]
+    rows: list[list[Any]]
+    stats: dict[str, dict[str, tuple[float, float, int]]]
+
+    def markdown(self) -> str:
+        return _md_table(self.header, self.rows)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float, int]:
+    n = len(values)
+    return statistics.fmean(values), (statistics.stdev(values) if n > 1 else 0.0), n
+
+
+def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike | None = None) -> Comparison:
+    """Group runs that differ only in seed; mean ± std (over seeds) of each metric per group.
+
+    With ``out``, also writes ``compare.md``, ``compare.html`` and the accuracy / size
+    trade-off plot ``tradeoff.png`` (saito2018 fig. 1) there.
+    """
+    if not run_dirs:
+        raise ValueError("compare needs at least one run directory, but got none.")
+    runs = [load_run(d) for d in run_dirs]
+    keys = sorted({k for r in runs for k in r.config} - _INCIDENTAL)
+    varying = [k for k in keys if len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1]
+    groups: dict[str, list[RunRecord]] = {}
+    for r in runs:
+        label = ", ".join(f"{k}={json.dumps(r.config.get(k))}" for k in varying) or str(r.config.get("space"))
+        groups.setdefault(label, []).append(r)
+    header = ["runs", "seeds", *[name for name, _ in _METRICS]]
+    rows, stats = [], {}
+    for label, members in groups.items():
+        stats[label] = {}
+        row: list[Any] = [label, ", ".join(str(m.config.get("seed")) for m in members)]
+        for name, get in _METRICS:
+            values = [float(v) for v in (get(m) for m in members) if v is not None]
+            if values:
+                mean, std, n = _mean_std(values)
+                stats[label][name] = (mean, std, n)
+                row.append(f"{_fmt(mean)} ± {_fmt(std)}" if n > 1 else _fmt(mean))
+            else:
+                row.append(None)
+        rows.append(row)
+    comparison = Comparison(groups, header, rows, stats)
+    if out is not None:
+        _write_comparison(comparison, Path(out))
+    return comparison
+
+
+def _write_comparison(comparison: Comparison, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    doc = _Document("bayesnas: runs compared")
+    doc.paragraph("Mean ± standard deviation over the seeds of each group (runs that differ only in seed).")
+    doc.table(comparison.header, comparison.rows)
+    size_key = next((k for k in ("weight usage rate", "Σθ")
+                     if any(k in s for s in comparison.stats.values())), None)
+    err_key = "test error (most likely)"
+    points = []
+    for label, s in comparison.stats.items():
+        if size_key in s and err_key in s:
+            (x, x_err, _), (y, y_err, _) = s[size_key], s[err_key]
+            method = str(comparison.groups[label][0].config.get("method", label))
+            points.append({"label": method, "x": x, "y": y, "x_err": x_err, "y_err": y_err,
+                           "annotation": label})
+    if points:
+        path = plots.plot_tradeoff(points, out / "tradeoff.png", x_label=size_key)
+        doc.heading("Accuracy / size trade-off")
+        doc.figure(path, path.name, f"Test error against {size_key} (saito2018 fig. 1).")
+    atomic_write_text(out / "compare.md", "\n".join(doc.md))
+    atomic_write_text(out / "compare.html", doc.render_html())
