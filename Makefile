@@ -18,6 +18,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/bayesnas search layer-skip --dataset mnist5k --epochs 40 --seed 0 --out runs/demo
+	$(BIN)/bayesnas report runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -6,8 +6,9 @@ posterior after every epoch, epoch 0 included), ``checkpoint.pt`` (atomic, loade
 ``weights_only=True``), ``architecture.json`` (the most likely architecture),
 ``posterior.json`` (the guide's summary), ``credible_set.json`` (the most likely
 architectures with their probabilities) and ``results.json`` (test metrics of the most likely
-architecture and of the posterior average). ``bayesnas report`` turns it into a report. ``resume=True`` continues a killed run from its last epoch and
-reproduces the uninterrupted run's θ trajectory exactly on CPU.
+architecture and of the posterior average); ``bayesnas report`` turns it into a report.
+``resume=True`` continues a killed run from its last epoch and reproduces the uninterrupted
+run's θ trajectory exactly on CPU.
 """
 
 from __future__ import annotations

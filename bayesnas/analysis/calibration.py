@@ -70,7 +70,9 @@ def model_averaging(
     single, averaged, labels = [], [], []
     for x, y in batches:
         single.append(predict_deterministic(model, guide, x).softmax(-1).cpu())
-        averaged.append(predict_stochastic(model, guide, x, num_samples=num_samples, generator=generator).cpu())
+        averaged.append(
+            predict_stochastic(model, guide, x, num_samples=num_samples, generator=generator).cpu()
+        )
         labels.append(y.cpu())
     if not labels:
         raise ValueError("model_averaging needs at least one batch of data, but got none.")

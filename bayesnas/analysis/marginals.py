@@ -144,7 +144,9 @@ class SiteMarginal:
         table = torch.tensor(self.values)
         match = value.unsqueeze(-1) == table
         if not bool(match.any(-1).all()):
-            raise ValueError(f"Site {self.name!r} takes values {list(self.values)}, but got {value.tolist()}.")
+            raise ValueError(
+                f"Site {self.name!r} takes values {list(self.values)}, but got {value.tolist()}."
+            )
         return match.long().argmax(-1)
 
     def log_prob(self, value: Any) -> float:

@@ -15,6 +15,7 @@ guide family.
   (or its positive SNR μ/σ², vinnas2020), the most likely op named on each edge.
 - :func:`plot_heatmap` — op x edge table of probabilities (or positive SNR), one panel per label set.
 - :func:`plot_tradeoff` — saito2018 fig. 1: weight usage rate against test error, one curve per method.
+- :func:`plot_learning_curves` — training loss and validation / test error per epoch of a run.
 
 Figures are drawn with matplotlib's object API on the Agg canvas (no pyplot, no global state),
 so they render headless and never disturb an interactive session. Large posteriors stay
@@ -45,6 +46,7 @@ __all__ = [
     "plot_cell",
     "plot_entropy",
     "plot_heatmap",
+    "plot_learning_curves",
     "plot_theta_histograms",
     "plot_tradeoff",
     "plot_trajectories",
@@ -54,6 +56,9 @@ _DPI = 100
 _MAX_PANELS = 32  # histogram panels; beyond, the first ones are drawn and the title says so
 _MAX_ARCS = 8  # arcs per cell edge: the most heavily weighted values (gaussian-integer has many)
 _ANNOTATE = (20, 12)  # heat-map cells get numbers up to this many rows x columns
+_CHAIN_WRAP = 12  # chain edges (variables without `edges`) per row of the cell diagram
+_LABEL_BOX = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7}
+_SHELF = 14.0  # width (in layers) of a row of the cell diagram; smaller graphs sit side by side
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -92,14 +97,17 @@ def _index_label(m: SiteMarginal, i: int) -> str:
 
 
 def _endpoints(m: SiteMarginal, i: int) -> tuple[str, str]:
-    """The variable's edge, or the chain edge ``site:i -> site:i+1`` when the site has none."""
+    """The variable's edge, or the chain edge ``site:i -> site:i+1`` when the site has none
+    (a chain breaks every 12 variables, its last node marked ``→``, so long chains wrap)."""
     if m.edges is not None:
         return m.edges[i]
-    return f"{m.name}:{i}", f"{m.name}:{i + 1}"
+    wrap = (i + 1) % _CHAIN_WRAP == 0 and i + 1 < m.num_variables
+    return f"{m.name}:{i}", f"{m.name}:{i + 1}" + (" →" if wrap else "")
 
 
 def _most_uncertain(pmax: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` lowest max-probabilities, in their original order."""
+    """Indices of the ``k`` (at least 1) lowest max-probabilities, in their original order."""
+    k = max(1, k)
     if len(pmax) <= k:
         return np.arange(len(pmax))
     return np.sort(np.argsort(pmax, kind="stable")[:k])
@@ -225,11 +233,11 @@ def plot_entropy(history: Iterable[tuple[float, Any]], path: str | os.PathLike) 
                     label="entropy")
     ax.set(xlabel="iteration", ylabel="entropy (nats)")
     twin = ax.twinx()
-    (h2,) = twin.step(steps, curve["undecided"], where="post", color="tab:orange", marker=marker,
-                      markersize=3, label=f"undecided (max prob < {DECIDED})")
-    twin.set_ylabel(f"undecided variables (of {curve['num_variables'][-1]})")
-    twin.set_ylim(bottom=0)
-    ax.legend(handles=[h1, h2], fontsize=8, loc="upper right")
+    (h2,) = twin.plot(steps, curve["undecided"], color="tab:orange", marker=marker, markersize=3,
+                      label=f"undecided (max prob < {DECIDED})")
+    total = max(curve["num_variables"])
+    twin.set(ylabel=f"undecided variables (of {total})", ylim=(0, 1.02 * total))
+    fig.legend(handles=[h1, h2], fontsize=8, loc="outside lower center", ncols=2)
     ax.set_title("Posterior entropy and undecided variables")
     return _save(fig, path)
 
@@ -248,6 +256,58 @@ def _layers(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
     return layer
 
 
+def _layout(
+    edges: list[tuple[str, str]],
+) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+    """Node positions: each connected graph layered left to right, the graphs packed in rows.
+
+    A graph deeper than a row (a 31-layer chain) is folded into consecutive rows; the first
+    column of each continuation row is repeated at the end of the row before as a *ghost*
+    node, so edges into it stay on their row. Returns ``(positions, ghost positions)``."""
+    nodes = list(dict.fromkeys(n for e in edges for n in e))
+    layer = _layers(nodes, edges)
+    root = {n: n for n in nodes}
+
+    def find(n: str) -> str:
+        while root[n] != n:
+            n = root[n]
+        return n
+
+    for s, t in edges:
+        root[find(s)] = find(t)
+    graphs: dict[str, list[str]] = {}
+    for n in nodes:
+        graphs.setdefault(find(n), []).append(n)
+    pieces: list[dict[int, list[str]]] = []
+    fold = int(_SHELF)
+    for graph in graphs.values():
+        first = min(layer[n] for n in graph)
+        cols: dict[int, list[str]] = {}
+        for n in graph:
+            cols.setdefault(layer[n] - first, []).append(n)
+        for start in range(0, max(cols) + 1, fold):
+            # One column of overlap: the next row's first column ends this row as ghosts.
+            piece = {x - start: c for x, c in cols.items() if start <= x <= start + fold}
+            if piece:
+                pieces.append(piece)
+    pos: dict[str, tuple[float, float]] = {}
+    ghosts: dict[str, tuple[float, float]] = {}
+    x0 = top = 0.0
+    rows = 0
+    for cols in pieces:
+        width, height = max(cols) + 1, max(len(c) for c in cols.values())
+        if x0 and x0 + width > _SHELF:  # start a new row of graphs
+            x0, top, rows = 0.0, top - rows - 0.3, 0
+        for x, col in cols.items():
+            for k, n in enumerate(col):
+                if x == fold:
+                    ghosts[n] = (x0 + x, top - k - (height - len(col)) / 2)
+                else:
+                    pos[n] = (x0 + x, top - k - (height - len(col)) / 2)
+        x0, rows = x0 + width + 0.4, max(rows, height)
+    return pos, {n: xy for n, xy in ghosts.items() if n in pos}
+
+
 def plot_cell(posterior: Any, path: str | os.PathLike, *, weight: str = "prob", max_edges: int = 48) -> Path:
     """The architecture as a graph: each value of a variable is an arc between its two nodes.
 
@@ -262,21 +322,21 @@ def plot_cell(posterior: Any, path: str | os.PathLike, *, weight: str = "prob", 
     post = as_posterior(posterior)
     variables = [(m, i) for m in post for i in range(m.num_variables)]
     pmax = np.concatenate([m.max_prob().numpy().reshape(-1) for m in post])
-    keep = _most_uncertain(pmax, max_edges)
-    variables = [variables[k] for k in keep]
-
+    variables = [variables[k] for k in _most_uncertain(pmax, max_edges)]
     ends = [_endpoints(m, i) for m, i in variables]
-    nodes = list(dict.fromkeys(n for e in ends for n in e))
-    layer = _layers(nodes, ends)
-    by_layer: dict[int, list[str]] = {}
-    for node in nodes:
-        by_layer.setdefault(layer[node], []).append(node)
-    pos = {node: (x, (len(col) - 1) / 2 - y) for x, col in by_layer.items() for y, node in enumerate(col)}
-    height = max(len(col) for col in by_layer.values())
+    pos, ghosts = _layout(ends)
+    xs, ys = (np.asarray(v) for v in zip(*pos.values(), *ghosts.values(), strict=True))
+
+    def ends_xy(s: str, t: str) -> tuple[tuple[float, float], tuple[float, float]]:
+        # An edge into a folded row's first node ends at its ghost on the source's row.
+        if t in ghosts and pos[t][1] != pos[s][1]:
+            return pos[s], ghosts[t]
+        return pos[s], pos[t]
+
     label_colors = {lab: f"C{c % 10}" for c, lab in enumerate(dict.fromkeys(
         lab for m in post for lab in m.labels))}
 
-    fig = _figure(max(6.0, 2.2 * len(by_layer)), max(3.5, 0.7 * height + 1))
+    fig = _figure(max(6.0, 1.5 * (xs.max() + 1) + 1.5), max(3.5, 1.0 * (1 - ys.min()) + 1))
     ax = fig.subplots()
     cache = {m.name: _weights(m, weight) for m in post}
     seen: dict[tuple[str, str], int] = {}
@@ -290,27 +350,28 @@ def plot_cell(posterior: Any, path: str | os.PathLike, *, weight: str = "prob", 
         rads = np.linspace(-0.3, 0.3, len(top)) if len(top) > 1 else np.zeros(1)
         for j, rad in zip(top, rads, strict=True):
             ax.add_patch(FancyArrowPatch(
-                pos[s], pos[t], connectionstyle=f"arc3,rad={rad + offset:.3f}", arrowstyle="-|>",
+                *ends_xy(s, t), connectionstyle=f"arc3,rad={rad + offset:.3f}", arrowstyle="-|>",
                 mutation_scale=6, shrinkA=9, shrinkB=9, linewidth=0.3 + 4.0 * float(norm[j]),
                 color=label_colors[m.labels[j]], alpha=0.35 + 0.6 * float(norm[j])))
         best = int(np.argmax(w))
-        text = f"{m.labels[best]} ({w[best]:.2f})" if kind == "prob" else f"{m.labels[best]} (SNR {w[best]:.2g})"
-        (x0, y0), (x1, y1) = pos[s], pos[t]
+        shown = f"{w[best]:.2f}" if kind == "prob" else f"SNR {w[best]:.2g}"
+        text = f"{m.labels[best]} ({shown})"
+        (x0, y0), (x1, y1) = ends_xy(s, t)
         ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.12 + offset / 2, text, ha="center", fontsize=7,
-                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7})
-    xs, ys = zip(*pos.values(), strict=True)
+                in_layout=False, bbox=_LABEL_BOX)
     ax.scatter(xs, ys, s=160, color="white", edgecolors="black", zorder=3)
-    for node, (x, y) in pos.items():
-        ax.text(x, y - 0.22, node, ha="center", va="top", fontsize=7)
-    ax.set_xlim(-0.5, len(by_layer) - 0.5)
-    ax.set_ylim(-height / 2 - 0.3, height / 2 + 0.3)
+    for node, (x, y) in [*pos.items(), *((f"{n} ↵", xy) for n, xy in ghosts.items())]:
+        ax.text(x, y - 0.22, node, ha="center", va="top", fontsize=7, in_layout=False)
+    ax.set_xlim(-0.4, xs.max() + 0.4)
+    ax.set_ylim(ys.min() - 0.5, 0.4)
     ax.set_axis_off()
     if len(label_colors) <= 12:
         for lab, color in label_colors.items():
             ax.plot([], [], color=color, linewidth=2, label=lab)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    what = "positive SNR μ/σ² (normal sites, normalised per edge)" if weight == "snr" else "probability"
-    sub = f" ({len(variables)} of {len(pmax)} variables, most uncertain)" if len(variables) < len(pmax) else ""
+    what = "positive SNR μ/σ² (normal sites, per edge)" if weight == "snr" else "probability"
+    n = len(variables)
+    sub = f" ({n} of {len(pmax)} variables, most uncertain)" if n < len(pmax) else ""
     ax.set_title(f"Cell: arc width = {what}{sub}", fontsize=10)
     return _save(fig, path)
 
@@ -360,7 +421,7 @@ def plot_heatmap(posterior: Any, path: str | os.PathLike, *, value: str = "prob"
         if grid.shape[0] <= _ANNOTATE[0] and grid.shape[1] <= _ANNOTATE[1]:
             for (r, c), v in np.ndenumerate(grid):
                 ax.text(c, r, f"{v:.2f}" if kind == "prob" else f"{v:.2g}", ha="center", va="center",
-                        fontsize=7, color="white" if v < 0.6 * vmax else "black")
+                        fontsize=7, color="white" if v < 0.6 * vmax else "black", in_layout=False)
         fig.colorbar(im, ax=ax, label="P(value)" if kind == "prob" else "positive SNR μ/σ²")
         ax.set_title(title, fontsize=9)
     return _save(fig, path)
@@ -393,7 +454,8 @@ def plot_tradeoff(points: Sequence[Mapping[str, Any]], path: str | os.PathLike, 
     for p in points:
         missing = [k for k in ("label", "x", "y") if k not in p]
         if missing:
-            raise ValueError(f"Every trade-off point needs 'label', 'x' and 'y', but {dict(p)} lacks {missing}.")
+            raise ValueError(f"Every trade-off point needs 'label', 'x' and 'y', but {dict(p)} lacks "
+                             f"{missing}.")
         series.setdefault(str(p["label"]), []).append(p)
     fig = _figure(6.5, 4.5)
     ax = fig.subplots()
@@ -410,4 +472,30 @@ def plot_tradeoff(points: Sequence[Mapping[str, Any]], path: str | os.PathLike, 
     ax.set(xlabel=x_label, ylabel=y_label, title=f"{y_label} vs {x_label}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+# -- a run's curves --------------------------------------------------------------------------
+def plot_learning_curves(metrics: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Training loss (left) and validation / test error of the most likely architecture
+    (right) per epoch, from the rows of a run's ``metrics.jsonl``."""
+    rows = [r for r in metrics if "epoch" in r]
+    if not rows:
+        raise ValueError("`metrics` holds no row with an 'epoch': plot_learning_curves needs a run's "
+                         "metrics.jsonl rows.")
+    epochs = [r["epoch"] for r in rows]
+    fig = _figure(10.0, 3.8)
+    loss_ax, err_ax = fig.subplots(1, 2)
+    loss_ax.plot(epochs, [r.get("train_loss", math.nan) for r in rows], marker=".", color="C0")
+    loss_ax.set(xlabel="epoch", ylabel="training loss (mean over sampled architectures)",
+                title="training loss")
+    for key, color in (("val_error", "C1"), ("test_error", "C2")):
+        values = [math.nan if r.get(key) is None else r[key] for r in rows]
+        if not all(math.isnan(v) for v in values):
+            err_ax.plot(epochs, values, marker=".", color=color, label=key.replace("_", " "))
+    err_ax.set(xlabel="epoch", ylabel="error", title="error of the most likely architecture")
+    if err_ax.get_legend_handles_labels()[0]:
+        err_ax.legend(fontsize=8)
+    for ax in (loss_ax, err_ax):
+        ax.grid(alpha=0.3)
     return _save(fig, path)

@@ -237,7 +237,9 @@ def _posterior_section(doc: _Document, post: Posterior) -> None:
     def cell(v: Any) -> Any:
         return ", ".join(_fmt(x, 3) for x in v) if isinstance(v, list) else v
 
-    shown = f"the {len(rows)} most uncertain of {post.num_variables}" if post.num_variables > len(rows) else "all"
+    shown = "all"
+    if post.num_variables > len(rows):
+        shown = f"the {len(rows)} most uncertain of {post.num_variables}"
     doc.paragraph(f"Showing {shown} variables.")
     doc.table(keys, [[cell(r.get(k)) for k in keys] for r in rows])
 
@@ -309,7 +311,9 @@ def _mean_std(values: list[float]) -> tuple[float, float, int]:
     return statistics.fmean(values), (statistics.stdev(values) if n > 1 else 0.0), n
 
 
-def compare_runs(run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike | None = None) -> Comparison:
+def compare_runs(
+    run_dirs: Sequence[str | os.PathLike], *, out: str | os.PathLike | None = None
+) -> Comparison:
     """Group runs that differ only in seed; mean ± std (over seeds) of each metric per group.
 
     With ``out``, also writes ``compare.md``, ``compare.html`` and the accuracy / size

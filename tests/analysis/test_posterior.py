@@ -6,6 +6,7 @@ import warnings
 
 import pytest
 import torch
+from bayesnas.guides import BernoulliGuide, CategoricalGuide, GuideList
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,6 @@ from bayesnas.analysis import (
     two_normal_winner_probability,
     winner_probabilities,
 )
-from bayesnas.guides import BernoulliGuide, CategoricalGuide, GuideList
 from bayesnas.sites import SiteSpec
 
 
@@ -46,7 +46,7 @@ def _enumerate(guide):
     """Every architecture with its probability, from the guide's own Pyro distributions."""
     specs = guide.specs
     supports = []
-    for name, spec in specs.items():
+    for spec in specs.values():
         k = 2 if spec.family == "bernoulli" else spec.num_categories
         supports.append([torch.tensor(v).reshape(spec.shape)
                          for v in itertools.product(range(k), repeat=spec.numel)])
@@ -204,7 +204,8 @@ def test_posterior_of_a_guide_agrees_with_the_guide():
 
 @pytest.mark.parametrize("bad, match", [
     (lambda: BernoulliMarginal("b", [1.2]), r"θ must lie in \[0, 1\]"),
-    (lambda: GaussianIntegerMarginal("w", [1.0], [1.0], low=3, high=1), r"`low <= high` must hold, but got \(low=3, high=1\)"),
+    (lambda: GaussianIntegerMarginal("w", [1.0], [1.0], low=3, high=1),
+     r"`low <= high` must hold, but got \(low=3, high=1\)"),
     (lambda: GaussianIntegerMarginal("w", [1.0], [0.0], low=0, high=1), "σ must be positive"),
     (lambda: CategoricalMarginal("c", [[0.5, 0.6]]), "must be a distribution"),
     (lambda: BernoulliMarginal("b", [0.5, 0.5], edges=[("a", "b")]), "has 2 variables, but got 1 edges"),
@@ -230,8 +231,8 @@ def test_convergence_counts_undecided_variables_and_mean_max_probability():
 
 
 def _cell(probs):
-    return Posterior([CategoricalMarginal("cell.normal.op", probs,
-                                          labels=("sep_conv_3x3", "dil_conv_5x5", "max_pool", "skip", "zero"))])
+    ops = ("sep_conv_3x3", "dil_conv_5x5", "max_pool", "skip", "zero")
+    return Posterior([CategoricalMarginal("cell.normal.op", probs, labels=ops)])
 
 
 def test_collapse_warning_fires_on_a_collapsed_posterior_and_not_on_a_uniform_one():
