@@ -134,9 +134,11 @@ def collapse_report(
     fraction = collapsed / len(edges)
     fired = fraction > most
     message = (
-        f"Collapse: on {collapsed} of {len(edges)} edges ({fraction:.0%}) the posterior moved more "
-        f"than {threshold:.0%} of the way from uniform to all its mass on parameter-free ops "
-        "(skip/pool/zero)."
+        f"Possible collapse: on {collapsed} of {len(edges)} edges ({fraction:.0%}) the posterior "
+        f"moved more than {threshold:.0%} of the way from uniform to all its mass on parameter-free "
+        "ops (skip/pool/zero). In a cell search this is the known failure of weight sharing; in a "
+        "layer- or unit-selection space it may be the intended pruning: compare the error with a "
+        "fixed network."
         if fired else ""
     )
     return CollapseReport(fired, fraction, threshold, most, edges, message)

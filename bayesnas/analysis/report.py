@@ -218,7 +218,8 @@ def _posterior_section(doc: _Document, post: Posterior) -> None:
     doc.heading("Posterior per variable")
     stats = convergence_stats(post)
     doc.paragraph(
-        f"{post.num_variables} variables in {len(post)} sites ({', '.join(post.families)}); "
+        f"{post.num_variables} variables in {len(post)} site{'s' if len(post) > 1 else ''} "
+        f"({', '.join(post.families)}); "
         f"entropy {stats['entropy']:.4g} nats; mean max probability {stats['mean_max_prob']:.4f}; "
         f"{stats['undecided']} undecided (max probability < 0.9)"
         + (f"; Σθ = {stats['expected_active_bits']:.4g}" if "expected_active_bits" in stats else "")

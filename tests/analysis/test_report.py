@@ -108,6 +108,20 @@ def test_compare_pools_seeds_and_reports_mean_and_std(smoke_run, tmp_path):
     assert "±" in (tmp_path / "cmp" / "compare.md").read_text()
 
 
+def test_the_committed_example_run_still_reads_and_reports(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "example-run"
+    run = shutil.copytree(example, tmp_path / "example", ignore=shutil.ignore_patterns("report*"))
+    paths = write_report(run)
+    results = json.loads((run / "results.json").read_text())
+    assert len(paths["figures"]) == 6
+    assert f"{results['test_error_deterministic']:.4f}" in paths["md"].read_text()
+    arch = json.loads((run / "architecture.json").read_text())
+    assert Posterior.load(run / "posterior.json").mode() == arch
+
+
 def test_cli_report_and_compare(smoke_run, tmp_path, capsys):
     out, _ = smoke_run
     assert main(["report", str(out), "--top", "3"]) == 0
