@@ -272,9 +272,9 @@ class SearchRun:
     def posterior(self) -> Posterior:
         return Posterior.from_guide(self.guide)
 
-    def theta_stats(self) -> dict[str, Any]:
+    def theta_stats(self, posterior: Posterior | None = None) -> dict[str, Any]:
         """Convergence of the posterior (bayesnas.analysis.convergence_stats), θ when small."""
-        row = convergence_stats(self.posterior())
+        row = convergence_stats(posterior or self.posterior())
         if sum(p.numel() for p in self.guide.parameters()) <= 256:
             row["theta"] = {n: v["theta"] for n, v in self.guide.summary().items() if "theta" in v}
         row["theta_lr"] = [o.param_groups[0]["lr"] for o in self.arch_optimizers]
@@ -344,7 +344,7 @@ class SearchRun:
             write_json(self.out / "config.json", dataclasses.asdict(self.config))
             self.metrics.truncate_after(0)
             self.history.truncate_after(-1)
-            self.history.append(epoch=0, iteration=0, posterior=self.posterior())
+            self.history.append_posterior(epoch=0, iteration=0, posterior=self.posterior())
         tensorboard = self._tensorboard()
         c = self.config
         epochs = tqdm(range(self.epoch, c.epochs), total=c.epochs, initial=self.epoch,
@@ -353,6 +353,7 @@ class SearchRun:
             start = time.perf_counter()
             train_loss = self.train_epoch(progress)
             self.epoch += 1
+            posterior = self.posterior()
             row = {
                 "epoch": self.epoch,
                 "iteration": self.epoch * self.steps_per_epoch,
@@ -361,13 +362,15 @@ class SearchRun:
                 "val_error": self.error("val"),
                 "test_error": self.error("test"),
                 "seconds": time.perf_counter() - start,
-                **self.theta_stats(),
+                **self.theta_stats(posterior),
             }
+            # Logs first, checkpoint last: a run killed in between resumes from the previous
+            # checkpoint and cuts (or, for TensorBoard, purges) what came after it.
             self.metrics.append(row)
-            self.history.append(epoch=self.epoch, iteration=row["iteration"], posterior=self.posterior())
-            save_checkpoint(ckpt, self.state_dict())
+            self.history.append_posterior(epoch=self.epoch, iteration=row["iteration"], posterior=posterior)
             if tensorboard is not None:
-                tensorboard.log(row, self.posterior(), step=row["iteration"])
+                tensorboard.log(row, posterior, step=row["iteration"])
+            save_checkpoint(ckpt, self.state_dict())
             epochs.set_postfix(loss=f"{train_loss:.3f}", test_err=f"{row['test_error']:.4f}")
         if tensorboard is not None:
             tensorboard.close()
@@ -378,7 +381,8 @@ class SearchRun:
             return None
         from bayesnas.tensorboard_log import TensorBoardLog
 
-        return TensorBoardLog(self.out / "tensorboard")
+        # Events past the checkpoint (a killed run's last epoch) are purged on resume.
+        return TensorBoardLog(self.out / "tensorboard", purge_step=self.epoch * self.steps_per_epoch + 1)
 
     def finish(self) -> dict[str, Any]:
         arch = tensors_to_architecture(self.guide.mode())

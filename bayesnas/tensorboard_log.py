@@ -34,7 +34,7 @@ def _scalars(row: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
 class TensorBoardLog:
     """Writes scalars and posterior histograms with ``torch.utils.tensorboard.SummaryWriter``."""
 
-    def __init__(self, log_dir: str | os.PathLike) -> None:
+    def __init__(self, log_dir: str | os.PathLike, *, purge_step: int | None = None) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as err:  # tensorboard is an optional dependency
@@ -42,7 +42,7 @@ class TensorBoardLog:
                 "TensorBoard logging needs the `tensorboard` package: pip install tensorboard "
                 "(or pip install 'bayesnas[tensorboard]')."
             ) from err
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
     def log(self, row: Mapping[str, Any], posterior: Posterior, *, step: int) -> None:
         for tag, value in _scalars({k: v for k, v in row.items() if k not in ("theta", "epoch")}).items():

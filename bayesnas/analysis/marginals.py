@@ -182,7 +182,23 @@ class SiteMarginal:
         return f"{type(self).__name__}({self.name!r}, shape={self.shape}, values={list(self.values)})"
 
 
-class BernoulliMarginal(SiteMarginal):
+class _ThetaMarginal(SiteMarginal):
+    """A family held in expectation parameters θ (a guide of :mod:`bayesnas.guides`)."""
+
+    theta: torch.Tensor
+
+    def parameter_stats(self) -> dict[str, torch.Tensor]:
+        return {"theta": self.theta}
+
+    def to_summary(self) -> dict[str, Any]:
+        return {**self._meta(), "theta": self.theta.tolist(), "entropy": float(self.entropy().sum())}
+
+    @classmethod
+    def from_summary(cls, name: str, entry: Mapping[str, Any]) -> SiteMarginal:
+        return cls(name, entry["theta"], labels=entry.get("choices"), edges=entry.get("edges"))
+
+
+class BernoulliMarginal(_ThetaMarginal):
     """Independent bits, θ = P(m = 1) (shirakawa2018 §2, saito2018 eq. 3)."""
 
     family = "bernoulli"
@@ -203,16 +219,6 @@ class BernoulliMarginal(SiteMarginal):
     def mode_index(self) -> torch.Tensor:
         # m = 1 iff θ ≥ 0.5: the deterministic prediction of shirakawa2018 (ties keep the bit).
         return (self.theta >= 0.5).long()
-
-    def parameter_stats(self) -> dict[str, torch.Tensor]:
-        return {"theta": self.theta}
-
-    def to_summary(self) -> dict[str, Any]:
-        return {**self._meta(), "theta": self.theta.tolist(), "entropy": float(self.entropy().sum())}
-
-    @classmethod
-    def from_summary(cls, name: str, entry: Mapping[str, Any]) -> BernoulliMarginal:
-        return cls(name, entry["theta"], labels=entry.get("choices"), edges=entry.get("edges"))
 
 
 class SharedBernoulliMarginal(BernoulliMarginal):
@@ -240,9 +246,6 @@ class SharedBernoulliMarginal(BernoulliMarginal):
         units = self.group_theta.unsqueeze(-1).expand(*self.group_theta.shape, self.group_size)
         super().__init__(name, units, labels=labels, edges=edges)
 
-    def parameter_stats(self) -> dict[str, torch.Tensor]:
-        return {"theta": self.theta}
-
     def to_summary(self) -> dict[str, Any]:
         meta = self._meta()
         meta["shape"] = list(self.group_theta.shape)
@@ -255,7 +258,7 @@ class SharedBernoulliMarginal(BernoulliMarginal):
                    labels=entry.get("choices"), edges=entry.get("edges"))
 
 
-class CategoricalMarginal(SiteMarginal):
+class CategoricalMarginal(_ThetaMarginal):
     """Independent categorical choices, θ on the simplex (pdas2019 §2)."""
 
     family = "categorical"
@@ -270,16 +273,6 @@ class CategoricalMarginal(SiteMarginal):
     ) -> None:
         self.theta = _tensor(theta)
         super().__init__(name, self.theta, range(self.theta.shape[-1]), labels, edges)
-
-    def parameter_stats(self) -> dict[str, torch.Tensor]:
-        return {"theta": self.theta}
-
-    def to_summary(self) -> dict[str, Any]:
-        return {**self._meta(), "theta": self.theta.tolist(), "entropy": float(self.entropy().sum())}
-
-    @classmethod
-    def from_summary(cls, name: str, entry: Mapping[str, Any]) -> CategoricalMarginal:
-        return cls(name, entry["theta"], labels=entry.get("choices"), edges=entry.get("edges"))
 
 
 def _normal_cdf(z: torch.Tensor) -> torch.Tensor:

@@ -58,7 +58,7 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
             f"{path} is not a bayesnas run directory (no config.json); "
             "make one with `bayesnas search SPACE --out DIR`."
         )
-    history = PosteriorHistory(path / HISTORY_FILE).read()
+    history = PosteriorHistory(path / HISTORY_FILE).posteriors()
     summary = _read_optional(path / "posterior.json")
     posterior = Posterior.from_summary(summary) if summary else (history[-1][1] if history else None)
     return RunRecord(

@@ -30,10 +30,10 @@ def smoke_run(tmp_path_factory):
 def test_a_run_writes_what_the_analysis_needs(smoke_run):
     out, results = smoke_run
     history = PosteriorHistory(out / "posterior_history.jsonl")
-    assert [r["epoch"] for r in history.rows()] == [0, 1, 2]
-    steps = [s for s, _ in history.read()]
+    assert [r["epoch"] for r in history.read()] == [0, 1, 2]
+    steps = [s for s, _ in history.posteriors()]
     assert steps[0] == 0 and steps[1] == steps[2] / 2 > 0  # iterations
-    first = history.read()[0][1]
+    first = history.posteriors()[0][1]
     assert first["layers"].theta.tolist() == [0.5] * 3 and first["layers"].labels == ("skip", "layer")
     assert first["layers"].edges == [("h1", "h2"), ("h2", "h3"), ("h3", "h4")]
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -189,3 +189,29 @@ def test_model_averaging_averages_the_probabilities_of_the_sampled_architectures
     fixed = model_averaging(model, FixedGuide({"b": 1}, specs), [(x, y)], num_samples=3,
                             generator=torch.Generator().manual_seed(0))
     assert fixed["averaged"] == pytest.approx(fixed["most_likely"])
+
+
+def test_tensorboard_after_a_crash_between_log_and_checkpoint_has_no_duplicate_steps(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import bayesnas.runner as runner
+
+    real_save = runner.save_checkpoint
+
+    def dies_at_epoch_2(path, state):
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt  # killed after epoch 2 was logged, before its checkpoint
+        real_save(path, state)
+
+    out = tmp_path / "tb"
+    monkeypatch.setattr(runner, "save_checkpoint", dies_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(_config(epochs=3, tensorboard=True), out=out, progress=False)
+    monkeypatch.setattr(runner, "save_checkpoint", real_save)
+    run_search(out=out, resume=True, progress=False)
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("train_loss")]
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [r["iteration"] for r in rows] and len(rows) == 3
