@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(json.dumps(results, indent=2))
     print(f"results written to {out}/ (architecture.json, results.json, posterior.json, "
-          "metrics.jsonl)")
+          f"credible_set.json, metrics.jsonl, posterior_history.jsonl); report: bayesnas report {out}")
     return 0
 
 
