@@ -27,6 +27,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--download", action="store_true", help="let torchvision download the data")
     p.add_argument("--method", choices=METHODS, default=d.method,
                    help="search θ, or a baseline: θ fixed at 0.5 (stochastic), every bit on (fixed)")
+    p.add_argument("--fixed-value", type=int, default=d.fixed_value,
+                   help="with --method fixed: the value of every bit (1 = on / ReLU, 0 = off / tanh)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="N per architecture")
@@ -80,7 +82,7 @@ def _config(args: argparse.Namespace) -> SearchConfig:
         theta_lr=args.theta_lr, adaptive=args.adaptive, penalty=args.penalty,
         stochastic_samples=args.stochastic_samples, device=args.device,
         data_dir=args.data_dir, download=args.download, space_options=options,
-        tensorboard=args.tensorboard,
+        tensorboard=args.tensorboard, fixed_value=args.fixed_value,
     )
 
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from bayesnas.analysis import Posterior, PosteriorHistory, convergence_stats, model_averaging
 from bayesnas.analysis.history import HISTORY_FILE
 from bayesnas.data import as_tensors, load_dataset, make_loader
-from bayesnas.guides import BernoulliGuide, FixedGuide, auto_guide
+from bayesnas.guides import FixedGuide, auto_guide
 from bayesnas.infer import (
     ArchitectureSearch,
     ExpectedLoss,
@@ -47,7 +47,8 @@ class SearchConfig:
     """Everything a run depends on; written to ``config.json``.
 
     ``method``: ``"search"`` learns θ (AdaptiveLayer of shirakawa2018), ``"stochastic"`` keeps
-    θ = 0.5 (StochasticLayer), ``"fixed"`` trains the network with every bit on.
+    θ = 0.5 (StochasticLayer; categorical choices uniform), ``"fixed"`` trains the network with
+    every bit at ``fixed_value`` (1: every layer / unit / connection on, or ReLU; 0: tanh).
     ``batch_size`` is N, the mini-batch every sampled architecture sees (eq. 4); with
     ``same_batch=False`` it is cut into λ parts (eq. 5).
     """
@@ -74,6 +75,7 @@ class SearchConfig:
     val_fraction: float = 0.1
     space_options: dict[str, Any] = field(default_factory=dict)
     credible_set_size: int = 10
+    fixed_value: int = 1
     tensorboard: bool = False
 
     def validate(self) -> None:
@@ -89,6 +91,11 @@ class SearchConfig:
             )
         if self.lr <= 0:
             raise ValueError(f"`lr` must be positive, but got lr={self.lr}.")
+        if self.fixed_value not in (0, 1):
+            raise ValueError(
+                f"`fixed_value` (every bit of the fixed network) must be 0 or 1, but got "
+                f"fixed_value={self.fixed_value}."
+            )
         if not 0.0 <= self.theta_init <= 1.0:
             raise ValueError(f"`theta_init` must lie in [0, 1], but got theta_init={self.theta_init}.")
 
@@ -187,21 +194,22 @@ class SearchRun:
     # -- construction -------------------------------------------------------------------
     def _make_guide(self) -> torch.nn.Module:
         method = self.config.method
-        if method == "search":
-            bern = {n: self.config.theta_init for n, s in self.sites.items() if s.family == "bernoulli"}
-            guide = auto_guide(sites=self.sites)
+        if method == "fixed":
+            value = self.config.fixed_value
+            arch = {n: torch.full(s.shape, value).long().tolist() for n, s in self.sites.items()}
+            return FixedGuide(arch, self.sites)
+        guide = auto_guide(sites=self.sites)
+        # Bits start at θ_init (the stochastic baseline at 0.5); other families at uniform.
+        theta_init = self.config.theta_init if method == "search" else 0.5
+        with torch.no_grad():
             for g in getattr(guide, "guides", [guide]):
-                if isinstance(g, BernoulliGuide):
-                    with torch.no_grad():
-                        for name in g.site_names:
-                            g.theta(name).fill_(bern[name])
-            return guide
-        if method == "stochastic":
-            if any(s.family != "bernoulli" for s in self.sites.values()):
-                raise ValueError("The stochastic baseline (θ fixed at 0.5) is for Bernoulli spaces.")
-            return BernoulliGuide(self.sites, init=0.5, learnable=False)
-        ones = {n: torch.ones(s.shape).long().tolist() for n, s in self.sites.items()}
-        return FixedGuide(ones, self.sites)
+                if g.family in ("bernoulli", "shared-bernoulli"):
+                    for theta in g.thetas:
+                        theta.fill_(theta_init)
+                if method == "stochastic":  # StochasticLayer / StochasticActivation: θ never moves
+                    for theta in g.thetas:
+                        theta.requires_grad_(False)
+        return guide
 
     def _make_loss(self) -> ExpectedLoss:
         c = self.config
@@ -281,27 +289,18 @@ class SearchRun:
         return row
 
     def weight_usage(self) -> dict[str, float]:
-        """saito2018's weight usage rate of the most likely architecture, and its expectation.
-
-        A space that declares ``complexity_costs()`` (weights each Bernoulli bit switches on)
-        uses ``total − Σ c·(1 − m)`` of its ``total`` weights."""
-        costs_of = getattr(self.model, "complexity_costs", None)
-        if costs_of is None:
+        """saito2018's weight usage rate of the most likely architecture, and its expectation
+        (a Monte-Carlo mean over 256 architectures drawn from the posterior, seeded), for a
+        space that counts the weights an architecture uses (``num_weights_used(arch)``)."""
+        count = getattr(self.model, "num_weights_used", None)
+        if count is None:
             return {}
         total = float(sum(p.numel() for p in self.model.parameters()))
         post = self.posterior()
-        unused_mode, unused_expected = 0.0, 0.0
-        for name, c in costs_of().items():
-            m = post[name]
-            if m.family not in ("bernoulli", "fixed"):
-                return {}
-            c = torch.as_tensor(c, dtype=torch.float64).cpu()
-            unused_mode += float((c * (1 - m.mode().double())).sum())
-            p_off = m.probs[..., m.values.index(0)] if 0 in m.values else torch.zeros(m.shape)
-            unused_expected += float((c * p_off).sum())
+        draws = post.sample(256, generator=torch.Generator().manual_seed(self.config.seed))
         return {
-            "weight_usage_rate": (total - unused_mode) / total,
-            "expected_weight_usage_rate": (total - unused_expected) / total,
+            "weight_usage_rate": count(post.mode()) / total,
+            "expected_weight_usage_rate": sum(count(a) for a in draws) / len(draws) / total,
         }
 
     # -- training -----------------------------------------------------------------------

@@ -59,6 +59,12 @@ class LayerSkipMLP(nn.Module):
         per_layer = float(self.width * self.width + self.width)
         return {"layers": torch.full((self.depth - 1,), per_layer)}
 
+    def num_weights_used(self, arch: dict) -> int:
+        """Weights (and biases) of the fixed network of ``arch``: a skipped layer uses none."""
+        total = sum(p.numel() for p in self.parameters())
+        skipped = sum(1 - int(m) for m in arch["layers"])
+        return total - skipped * (self.width * self.width + self.width)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of shape ``(S, N, C)`` for x of shape ``(N, F)`` (or ``(S, n, F)``, eq. 5)."""
         if x.shape[-1] != self.in_features:

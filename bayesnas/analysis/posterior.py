@@ -97,6 +97,16 @@ class Posterior:
         """The ``k`` most likely distinct architectures (see :func:`credible_set`)."""
         return credible_set(self, k=k, mass=mass)
 
+    def sample(self, num: int, *, generator: torch.Generator) -> list[dict[str, Any]]:
+        """``num`` architectures drawn from the product of the marginals (plain mappings)."""
+        if not isinstance(num, int) or num < 1:
+            raise ValueError(f"`num` must be an integer >= 1, but got num={num!r}.")
+        columns = {}
+        for m in self:
+            idx = torch.multinomial(m.flat_probs(), num, replacement=True, generator=generator)  # (vars, num)
+            columns[m.name] = torch.tensor(m.values)[idx.T].reshape(num, *m.shape)
+        return [{name: v[i].tolist() for name, v in columns.items()} for i in range(num)]
+
     def expected_active(self) -> float | None:
         """Σθ over the Bernoulli-family sites (shirakawa2018 fig. 2), ``None`` without any."""
         bits = [m for m in self if isinstance(m, BernoulliMarginal)]

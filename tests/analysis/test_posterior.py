@@ -122,6 +122,16 @@ def test_credible_set_scales_to_thousands_of_bits():
     assert len(changes) == 1 and abs(theta[changes[0][0]].item() - 0.5) < 0.01
 
 
+def test_posterior_samples_follow_the_marginals():
+    post = Posterior([BernoulliMarginal("b", [0.2, 0.9]), CategoricalMarginal("c", [[0.1, 0.6, 0.3]])])
+    draws = post.sample(4000, generator=torch.Generator().manual_seed(0))
+    b = torch.tensor([d["b"] for d in draws], dtype=torch.float64)
+    c = torch.tensor([d["c"] for d in draws])
+    assert b.mean(0).tolist() == pytest.approx([0.2, 0.9], abs=0.03)
+    assert [(c == k).double().mean().item() for k in range(3)] == pytest.approx([0.1, 0.6, 0.3], abs=0.03)
+    assert all(post.log_prob(d) > -math.inf for d in draws[:10])
+
+
 def test_bernoulli_mode_keeps_a_bit_at_one_half():
     m = BernoulliMarginal("b", [0.5, 0.49, 0.51])
     assert m.mode().tolist() == [1, 0, 1]
