@@ -16,7 +16,7 @@ import json
 import math
 import os
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.posterior import Posterior
 from bayesnas.runs import MetricsLog, atomic_write_text, read_json
 
-__all__ = ["RunRecord", "Comparison", "load_run", "write_report", "compare_runs"]
+__all__ = ["RunRecord", "Comparison", "load_run", "write_report", "compare_runs", "compare_groups"]
 
 #: Rows of the posterior table shown in a report (the most uncertain variables first).
 TABLE_ROWS = 40
@@ -280,8 +280,10 @@ def write_report(run_dir: str | os.PathLike, *, credible_k: int = 10) -> dict[st
 #: Configuration keys that never distinguish methods (where and how a run ran).
 _INCIDENTAL = {"seed", "device", "data_dir", "download", "tensorboard"}
 
+Metric = tuple[str, Callable[[RunRecord], float | None]]
+
 #: ``(column, getter)`` of the compared metrics.
-_METRICS: list[tuple[str, Callable[[RunRecord], float | None]]] = [
+METRICS: list[Metric] = [
     ("test error (most likely)", lambda r: (r.results or {}).get("test_error_deterministic")),
     ("test error (model average)", lambda r: (r.results or {}).get("test_error_stochastic")),
     ("NLL (model average)", lambda r: ((r.results or {}).get("test_model_average") or {}).get("nll")),
@@ -329,12 +331,28 @@ def compare_runs(
     for r in runs:
         label = ", ".join(f"{k}={json.dumps(r.config.get(k))}" for k in varying) or str(r.config.get("space"))
         groups.setdefault(label, []).append(r)
-    header = ["runs", "seeds", *[name for name, _ in _METRICS]]
+    return compare_groups(groups, out=out)
+
+
+def compare_groups(
+    groups: Mapping[str, Sequence[RunRecord | str | os.PathLike]],
+    *,
+    metrics: Sequence[Metric] = (),
+    out: str | os.PathLike | None = None,
+) -> Comparison:
+    """Mean ± std over the runs of each named group, for :data:`METRICS` plus ``metrics``
+    (extra ``(column, getter)`` pairs, e.g. the units per layer of a unit-selection run)."""
+    if not groups:
+        raise ValueError("compare needs at least one group of runs, but got none.")
+    loaded = {label: [r if isinstance(r, RunRecord) else load_run(r) for r in runs]
+              for label, runs in groups.items()}
+    columns = [*METRICS, *metrics]
+    header = ["runs", "seeds", *[name for name, _ in columns]]
     rows, stats = [], {}
-    for label, members in groups.items():
+    for label, members in loaded.items():
         stats[label] = {}
         row: list[Any] = [label, ", ".join(str(m.config.get("seed")) for m in members)]
-        for name, get in _METRICS:
+        for name, get in columns:
             values = [float(v) for v in (get(m) for m in members) if v is not None]
             if values:
                 mean, std, n = _mean_std(values)
@@ -343,7 +361,10 @@ def compare_runs(
             else:
                 row.append(None)
         rows.append(row)
-    comparison = Comparison(groups, header, rows, stats)
+    # Columns no group has (Σθ of a categorical space, NLL of unfinished runs) are left out.
+    keep = [k for k in range(len(header)) if k < 2 or any(row[k] is not None for row in rows)]
+    header, rows = [header[k] for k in keep], [[row[k] for k in keep] for row in rows]
+    comparison = Comparison(loaded, header, rows, stats)
     if out is not None:
         _write_comparison(comparison, Path(out))
     return comparison

@@ -1,0 +1,72 @@
+"""What every experiment script does after choosing its arms: run the study, tabulate, draw.
+
+Each script defines its arms (configurations) and figures; :func:`run_and_summarise` runs
+every arm × seed resumably (:mod:`bayesnas.study`), writes ``results.md`` with the exact
+command, the data and scale actually used, the table (mean ± std over the seeds) and the
+figures, next to the paper's own numbers quoted by the script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bayesnas.analysis.report import Metric, compare_groups
+from bayesnas.data import load_dataset
+from bayesnas.study import Arm, command_line, results_dir, run_study, write_markdown
+
+Figure = tuple[str, str, Callable[[dict[str, list[Path]], Path], Path]]
+
+
+def _scale(args: argparse.Namespace) -> str:
+    data = load_dataset(args.dataset, data_dir=args.data_dir, download=args.download, seed=0,
+                        flatten=True)
+    sizes = ", ".join(f"{len(getattr(data, s))} {s}" for s in ("train", "val", "test")
+                      if getattr(data, s) is not None)
+    return (f"Data: `{args.dataset}` ({sizes}); {args.epochs} epochs; seeds 0..{args.seeds - 1}; "
+            f"device `{args.device}`.")
+
+
+def run_and_summarise(
+    name: str,
+    args: argparse.Namespace,
+    arms: Sequence[Arm],
+    *,
+    title: str,
+    figures: Sequence[Figure] = (),
+    metrics: Sequence[Metric] = (),
+    notes: Sequence[str] = (),
+    paper: str = "",
+    argv: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Run the study and write ``results.md`` + figures; returns the comparison and paths.
+
+    ``argv`` are the script's arguments (default ``sys.argv[1:]``), quoted in the page."""
+    start = time.perf_counter()
+    groups = run_study(arms, seeds=list(range(args.seeds)), out=args.out, progress=not args.no_progress)
+    comparison = compare_groups(groups, metrics=metrics)
+    out = results_dir(args, name)
+    out.mkdir(parents=True, exist_ok=True)
+    made = [(fn(groups, out / filename), caption) for filename, caption, fn in figures]
+    minutes = (time.perf_counter() - start) / 60
+    sections = [
+        f"# {title}",
+        f"Command: `{command_line([f'experiments/{name}.py', *(sys.argv[1:] if argv is None else argv)])}`",
+        _scale(args) + " " + " ".join(notes),
+        "Mean ± standard deviation over the seeds (sample standard deviation); errors are test "
+        "errors of the most likely architecture unless the column says \"model average\" "
+        "(posterior average over sampled architectures, shirakawa2018's stochastic prediction).",
+        comparison.markdown(),
+        *[f"![{caption}]({path.name})\n\n*{caption}*" for path, caption in made],
+    ]
+    if paper:
+        sections.append("## The paper, for reference\n\n" + paper)
+    sections.append(f"Wall time of this command: {minutes:.1f} min (runs already finished are not re-run).")
+    page = write_markdown(out / "results.md", sections)
+    print(comparison.markdown())
+    print(f"\nresults written to {page}")
+    return {"comparison": comparison, "groups": groups, "page": page, "figures": [p for p, _ in made]}

@@ -1,0 +1,93 @@
+"""shirakawa2018 experiment (I) / table 1: selection of layers, completed.
+
+AdaptiveLayer (a) (same mini-batch for the λ samples, eq. 4, λ = 2) and (b) (λ disjoint parts,
+eq. 5, λ ∈ {2, 8, 32}), θ_init ∈ {0.5, 0.968}, the StochasticLayer baseline (θ fixed at 0.5),
+and a sweep of fixed depths at the same training budget (same epochs and mini-batch size N per
+architecture, so the same number of iterations). Writes ``results.md`` (mean ± std over the
+seeds) and the Σθ-over-iterations figure (the paper's fig. 2).
+
+    python experiments/shirakawa_layers.py                 # CPU default: mnist5k
+    python experiments/shirakawa_layers.py --dataset mnist --epochs 100 --batch-size 64 \\
+        --device cuda --seeds 30                            # the paper's scale (GPU)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import run_and_summarise  # noqa: E402
+
+from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory  # noqa: E402
+from bayesnas.analysis.plots import plot_tradeoff  # noqa: E402
+from bayesnas.study import Arm, arm_options, base_config, study_parser  # noqa: E402
+
+NAME = "shirakawa_layers"
+
+
+def arms(args) -> list[Arm]:
+    base = base_config(args, space="layer-skip", batch_size=args.batch_size,
+                       space_options={"depth": args.depth, "width": args.width})
+    high = round(1 - 1 / (args.depth - 1), 3)  # θ_init = 1 − 1/d, the paper's "bad" start
+    out = [Arm(f"fixed depth {k}", arm_options(base, method="fixed", num_samples=1,
+                                              space_options={"depth": k}))
+           for k in args.fixed_depths]
+    out += [
+        Arm("StochasticLayer", arm_options(base, method="stochastic", num_samples=1)),
+        Arm("AdaptiveLayer (a) λ=2", arm_options(base, num_samples=2)),
+        Arm(f"AdaptiveLayer (a) λ=2 θ0={high}", arm_options(base, num_samples=2, theta_init=high)),
+    ]
+    for lam in args.lambdas:
+        out.append(Arm(f"AdaptiveLayer (b) λ={lam}", arm_options(base, num_samples=lam, same_batch=False)))
+    out.append(Arm(f"AdaptiveLayer (b) λ=2 θ0={high}",
+                   arm_options(base, num_samples=2, same_batch=False, theta_init=high)))
+    for lam, lr in args.tuned:
+        out.append(Arm(f"AdaptiveLayer (a) λ={lam} ηθ={lr}", arm_options(base, num_samples=lam, theta_lr=lr)))
+    return out
+
+
+def sum_theta_figure(groups, path):
+    """Σθ over iterations of each adaptive arm's first seed (shirakawa2018 fig. 2)."""
+    points = []
+    for label, dirs in groups.items():
+        if not label.startswith("AdaptiveLayer"):
+            continue
+        for step, post in PosteriorHistory(dirs[0] / HISTORY_FILE).posteriors():
+            points.append({"label": label, "x": step, "y": post.expected_active()})
+    return plot_tradeoff(points, path, x_label="iteration", y_label="Σθ (expected number of kept layers − 1)")
+
+
+def main(argv=None) -> int:
+    p = study_parser(NAME, __doc__.splitlines()[0], epochs=40)
+    p.add_argument("--batch-size", type=int, default=32, help="N per architecture")
+    p.add_argument("--depth", type=int, default=32, help="hidden layers of the searched net")
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--fixed-depths", type=int, nargs="+", default=[2, 4, 8, 16, 32])
+    p.add_argument("--lambdas", type=int, nargs="+", default=[2, 8, 32], help="λ of AdaptiveLayer (b)")
+    p.add_argument("--tuned", type=lambda s: (int(s.split(",")[0]), float(s.split(",")[1])), nargs="*",
+                   default=[(8, 0.005)], metavar="LAMBDA,ETA",
+                   help="extra AdaptiveLayer (a) arms with λ and θ step size (the setting that works "
+                        "at the mnist5k scale)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.depth, args.width, args.fixed_depths, args.lambdas, args.tuned = 4, 8, [2], [4], [(4, 0.05)]
+        args.epochs, args.batch_size = 1, 16
+        args.dataset = "digits" if args.dataset == "mnist5k" else args.dataset
+    run_and_summarise(
+        NAME, args, arms(args), argv=argv,
+        title="shirakawa2018 (I): selection of layers (table 1, fig. 2)",
+        figures=[("sum_theta.png", "Σθ over iterations, first seed of each adaptive arm (fig. 2)",
+                  sum_theta_figure)],
+        notes=[
+            f"Space: {args.depth} hidden layers × {args.width} units, layers 2..{args.depth} skippable "
+            f"(d = {args.depth - 1}). Budget: {args.epochs} epochs, N = {args.batch_size} examples per "
+            "architecture and step, for every arm (the same number of iterations).",
+        ],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
