@@ -35,6 +35,7 @@ __all__ = [
     "arch_plate",
     "bernoulli",
     "categorical",
+    "shared_bernoulli",
     "discover_sites",
     "fixed_architecture",
     "architecture_to_tensors",
@@ -49,12 +50,18 @@ class SiteSpec:
 
     Attributes:
         name: the stable hierarchical site name, e.g. ``"cell.normal.n2.op0"``.
-        family: ``"bernoulli"`` or ``"categorical"``.
-        shape: the site's own (event) shape, without the leading architecture dimension.
-        num_categories: K for a categorical site, ``None`` for a Bernoulli one.
+        family: ``"bernoulli"``, ``"shared-bernoulli"`` or ``"categorical"``.
+        shape: the shape of the site's *value*, without the leading architecture dimension.
+            For a shared-rate Bernoulli site it is ``(*groups, group_size)``: one 0/1 value
+            per unit (a value of the model), while θ has the group shape ``shape[:-1]``
+            (:attr:`theta_shape`).
+        num_categories: K for a categorical site, ``None`` for a Bernoulli or shared-rate one.
         choices: optional human-readable labels of the K categories (of 0 and 1 for a bit).
         edges: optional ``(source, target)`` node names, one per variable in flattened order:
             the graph the site's choices live on, for cell diagrams (``bayesnas.analysis``).
+            The variables of a shared-rate site are its units, so it needs one per unit.
+        group_size: U, the number of units that share one rate, for a shared-rate Bernoulli
+            site (shirakawa2018 §III); ``None`` for the other families.
     """
 
     name: str
@@ -63,11 +70,28 @@ class SiteSpec:
     num_categories: int | None = None
     choices: tuple[str, ...] | None = field(default=None)
     edges: tuple[tuple[str, str], ...] | None = field(default=None)
+    group_size: int | None = None
 
     @property
     def numel(self) -> int:
-        """Number of independent variables (bits or categorical choices) in the site."""
+        """Number of random variables (bits or categorical choices) in the site.
+
+        For a shared-rate Bernoulli site these are its units, ``prod(groups) * U``: each unit is
+        an independent bit given θ, as in ``bayesnas.analysis.SharedBernoulliMarginal``
+        (``num_variables``). The number of θ entries is ``prod(theta_shape)``.
+        """
         return int(torch.Size(self.shape).numel())
+
+    @property
+    def theta_shape(self) -> tuple[int, ...]:
+        """The shape of the site's expectation parameter θ (and of its complexity costs c):
+        ``shape`` for Bernoulli bits, ``(*shape, K)`` for categorical choices, ``shape[:-1]``
+        (one rate per group) for shared-rate Bernoulli units."""
+        if self.family == "categorical":
+            return (*self.shape, int(self.num_categories or 0))
+        if self.family == "shared-bernoulli":
+            return self.shape[:-1]
+        return self.shape
 
 
 def arch_plate(size: int) -> pyro.plate:
@@ -125,6 +149,45 @@ def bernoulli(
     return pyro.sample(name, prior.to_event(len(shape)), infer=infer)
 
 
+def shared_bernoulli(
+    name: str,
+    shape: Sequence[int] | int,
+    group_size: int,
+    *,
+    probs: float = 0.5,
+    choices: Sequence[str] | None = None,
+    edges: Sequence[tuple[str, str]] | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Declare groups of ``group_size`` Bernoulli units that share one rate per group.
+
+    shirakawa2018 §III "Adaptation of Stochastic Network": the dropout masks m_li, i = 1..U,
+    of layer l are i.i.d. Bernoulli(θ_l), one rate θ_l per layer. Returns a float tensor of
+    0/1 of shape ``(S, *shape, group_size)``: ``shape`` is the shape of the groups (and of
+    θ), the last dimension runs over the U units of a group. ``probs`` is the prior, used only
+    when the model runs without a guide. ``choices`` names the values 0 and 1 (e.g.
+    ``("drop", "keep")``); ``edges``, if given, places each *unit* on a graph (one pair per
+    unit, in flattened order), like the variables of every other site.
+
+    :func:`discover_sites` reports it as ``SiteSpec(family="shared-bernoulli",
+    shape=(*shape, group_size), group_size=group_size)``.
+    """
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"`group_size` must be an integer >= 1, but got group_size={group_size!r}.")
+    if not 0.0 <= probs <= 1.0:
+        raise ValueError(f"`probs` must lie in [0, 1], but got probs={probs}.")
+    labels = None if choices is None else tuple(str(c) for c in choices)
+    if labels is not None and len(labels) != 2:
+        raise ValueError(f"A Bernoulli site names its 2 values 0 and 1, but got choices={list(labels)}.")
+    groups = _check_shape(shape)
+    value_shape = (*groups, group_size)
+    rate = torch.full((*groups, 1), float(probs), device=device)
+    prior = dist.Bernoulli(rate.expand(value_shape))
+    infer = _labels_and_edges(name, value_shape, labels, edges)
+    infer.update(shared=True, group_size=group_size)
+    return pyro.sample(name, prior.to_event(len(value_shape)), infer=infer)
+
+
 def categorical(
     name: str,
     choices: int | Sequence[str],
@@ -168,7 +231,16 @@ def discover_sites(model: Callable[..., Any], *args: Any, **kwargs: Any) -> dict
         shape = tuple(fn.event_shape)
         base = _base(fn)
         labels, edges = node["infer"].get("choices"), node["infer"].get("edges")
-        if isinstance(base, torch.distributions.Bernoulli):
+        if node["infer"].get("shared"):
+            group_size = int(node["infer"]["group_size"])
+            if not isinstance(base, torch.distributions.Bernoulli) or not shape or shape[-1] != group_size:
+                raise TypeError(
+                    f"Shared-rate arch site {name!r} must be a Bernoulli whose last event dimension "
+                    f"is its group size {group_size}, but got {type(base).__name__} with event "
+                    f"shape {shape}; declare it with bayesnas.sites.shared_bernoulli."
+                )
+            specs[name] = SiteSpec(name, "shared-bernoulli", shape, None, labels, edges, group_size)
+        elif isinstance(base, torch.distributions.Bernoulli):
             specs[name] = SiteSpec(name, "bernoulli", shape, None, labels, edges)
         elif isinstance(base, torch.distributions.Categorical):
             k = int(base.probs.shape[-1])
@@ -176,7 +248,7 @@ def discover_sites(model: Callable[..., Any], *args: Any, **kwargs: Any) -> dict
         else:
             raise TypeError(
                 f"Arch site {name!r} has an unsupported distribution {type(base).__name__}; "
-                "use bayesnas.sites.bernoulli or bayesnas.sites.categorical."
+                "use bayesnas.sites.bernoulli, shared_bernoulli or categorical."
             )
     return specs
 
@@ -203,8 +275,11 @@ def architecture_to_tensors(
                 f"Arch site {name!r} has shape {spec.shape}, but the architecture gives a value "
                 f"of shape {tuple(value.shape)}."
             )
-        if spec.family == "bernoulli" and not bool(((value == 0) | (value == 1)).all()):
-            raise ValueError(f"Bernoulli site {name!r} takes 0/1 values, but got {arch[name]}.")
+        if spec.family in ("bernoulli", "shared-bernoulli") and not bool(
+            ((value == 0) | (value == 1)).all()
+        ):
+            kind = "Bernoulli" if spec.family == "bernoulli" else "Shared-rate Bernoulli"
+            raise ValueError(f"{kind} site {name!r} takes 0/1 values, but got {arch[name]}.")
         if spec.family == "categorical" and not bool(
             ((value >= 0) & (value < spec.num_categories)).all()
         ):

@@ -2,13 +2,15 @@
 
 Each guide is a distribution over some arch sites, held in expectation parameters θ, that
 samples every site directly from its own family. :func:`auto_guide` builds the default guide
-for a model: Bernoulli θ for Bernoulli sites, categorical θ for categorical ones.
+for a model: Bernoulli θ for Bernoulli sites, one rate per group for shared-rate Bernoulli
+sites, categorical θ for categorical ones.
 """
 
 from bayesnas.guides.base import ExpectationGuide, GuideList, auto_guide
 from bayesnas.guides.bernoulli import BernoulliGuide
 from bayesnas.guides.categorical import CategoricalGuide
 from bayesnas.guides.fixed import FixedGuide
+from bayesnas.guides.shared_bernoulli import SharedBernoulliGuide
 
 __all__ = [
     "BernoulliGuide",
@@ -16,5 +18,6 @@ __all__ = [
     "ExpectationGuide",
     "FixedGuide",
     "GuideList",
+    "SharedBernoulliGuide",
     "auto_guide",
 ]

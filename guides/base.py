@@ -166,7 +166,21 @@ class GuideList(nn.Module):
         return {k: v for g in self.guides for k, v in g.summary().items()}
 
     def make_optimizers(self, **kwargs: Any) -> list[torch.optim.Optimizer]:
-        return [o for g in self.guides for o in g.make_optimizers(**kwargs)]
+        """The guides' optimizers; with a shared-rate guide among them, the θ of every Bernoulli
+        and shared-rate guide go into one optimizer (one d, one η: shirakawa2018 §III's
+        θ ∈ R^{2L−1} is one problem; :func:`bayesnas.guides.shared_bernoulli.rate_optimizers`)."""
+        from bayesnas.guides.shared_bernoulli import SharedBernoulliGuide, rate_optimizers
+
+        if not any(isinstance(g, SharedBernoulliGuide) for g in self.guides):
+            return [o for g in self.guides for o in g.make_optimizers(**kwargs)]
+        rates = [g for g in self.guides if getattr(g, "family", None) in ("bernoulli", "shared-bernoulli")]
+        out: list[torch.optim.Optimizer] = []
+        for g in self.guides:
+            if g is rates[0]:
+                out += rate_optimizers(rates, **kwargs)
+            elif g not in rates:
+                out += g.make_optimizers(**kwargs)
+        return out
 
 
 def auto_guide(
@@ -175,13 +189,15 @@ def auto_guide(
     sites: Mapping[str, SiteSpec] | None = None,
     **kwargs: Any,
 ) -> ExpectationGuide | GuideList:
-    """The default guide over every arch site of ``model``: Bernoulli and categorical θ.
+    """The default guide over every arch site of ``model``: Bernoulli, shared-rate Bernoulli
+    and categorical θ.
 
     Pass either ``sites`` (from :func:`bayesnas.sites.discover_sites`) or the model and an
     example input to discover them.
     """
     from bayesnas.guides.bernoulli import BernoulliGuide
     from bayesnas.guides.categorical import CategoricalGuide
+    from bayesnas.guides.shared_bernoulli import SharedBernoulliGuide
 
     from bayesnas.sites import discover_sites
 
@@ -193,9 +209,12 @@ def auto_guide(
         raise ValueError("The model declares no arch sites (bayesnas.sites.bernoulli/categorical).")
     parts = []
     bern = [s for s in sites.values() if s.family == "bernoulli"]
+    shared = [s for s in sites.values() if s.family == "shared-bernoulli"]
     cat = [s for s in sites.values() if s.family == "categorical"]
     if bern:
         parts.append(BernoulliGuide(bern))
+    if shared:
+        parts.append(SharedBernoulliGuide(shared))
     if cat:
         parts.append(CategoricalGuide(cat))
     return parts[0] if len(parts) == 1 else GuideList(*parts)

@@ -27,6 +27,7 @@ class SearchSpace:
 
 def _spaces() -> dict[str, SearchSpace]:
     from bayesnas.models.layer_skip import LayerSkipMLP
+    from bayesnas.models.stochastic_net import StochasticNetMLP
 
     return {
         "layer-skip": SearchSpace(
@@ -34,6 +35,13 @@ def _spaces() -> dict[str, SearchSpace]:
             LayerSkipMLP.for_data,
             True,
             "shirakawa2018 exp. I: 32 x 128 ReLU MLP, layers 2-32 each skippable (d = 31).",
+        ),
+        "stochastic-net": SearchSpace(
+            "stochastic-net",
+            StochasticNetMLP.for_data,
+            True,
+            "shirakawa2018 exp. III: 10 x 1024 ReLU MLP, layers 2-10 skippable + one dropout "
+            "keep-rate per layer (d = 19).",
         ),
     }
 

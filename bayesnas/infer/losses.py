@@ -174,7 +174,7 @@ class RankingNaturalGradientLoss(ExpectedLoss):
             raise KeyError(f"Costs given for unknown arch sites {unknown}. Known sites: {sorted(specs)}.")
         for name, c in self.costs.items():
             spec = specs[name]
-            want = spec.shape if spec.family == "bernoulli" else (*spec.shape, spec.num_categories)
+            want = spec.theta_shape
             if tuple(c.shape) != tuple(want):
                 raise ValueError(
                     f"Costs of site {name!r} must have shape {tuple(want)} (the shape of its θ), "

@@ -19,11 +19,17 @@ from bayesnas.optim.functional import (
     project_bernoulli,
     project_categorical,
 )
+from bayesnas.optim.shared_bernoulli import (
+    SharedBernoulliNaturalGradient,
+    shared_bernoulli_fisher_sqrt_image,
+    shared_bernoulli_natural_gradient,
+)
 
 __all__ = [
     "BernoulliNaturalGradient",
     "CategoricalNaturalGradient",
     "NaturalGradientOptimizer",
+    "SharedBernoulliNaturalGradient",
     "adaptive_lr_update",
     "bernoulli_fisher_sqrt_image",
     "bernoulli_natural_gradient",
@@ -33,4 +39,6 @@ __all__ = [
     "fisher_trace",
     "project_bernoulli",
     "project_categorical",
+    "shared_bernoulli_fisher_sqrt_image",
+    "shared_bernoulli_natural_gradient",
 ]
