@@ -13,6 +13,7 @@ variables, whatever the size of the space (2^3072 for 3,072 activation bits).
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from collections.abc import Iterable
@@ -33,8 +34,10 @@ class CredibleArchitecture:
     Attributes:
         rank: 1 for the most likely architecture.
         architecture: plain ``site -> value`` mapping (JSON-ready, replayable).
-        probability: its probability under the product of the marginals.
+        probability: its probability under the product of the marginals (it underflows to 0
+            for very large spaces: thousands of undecided units).
         cumulative: the total probability of ranks 1..rank.
+        log_probability: its natural log-probability, exact where ``probability`` underflows.
         differs_from_mode: ``site -> [(flat index, value), ...]`` where it leaves the mode.
     """
 
@@ -43,6 +46,7 @@ class CredibleArchitecture:
     probability: float
     cumulative: float
     differs_from_mode: dict[str, list[tuple[int, int]]]
+    log_probability: float = 0.0
 
 
 def credible_set(
@@ -87,7 +91,8 @@ def credible_set(
         cost, _, state = heapq.heappop(heap)
         p = math.exp(mode_logp - cost)
         cumulative += p
-        results.append(_member(marginals, variables, state, len(results) + 1, p, cumulative))
+        member = _member(marginals, variables, state, len(results) + 1, p, cumulative)
+        results.append(dataclasses.replace(member, log_probability=mode_logp - cost))
         if mass is not None and cumulative >= mass - 1e-12:
             break
         successors = []

@@ -207,11 +207,13 @@ def _credible_section(doc: _Document, post: Posterior, k: int) -> None:
             f"{site}[{i}]={post[site].labels[post[site].values.index(v)]}"
             for site, changes in m.differs_from_mode.items() for i, v in changes
         )
-        rows.append([m.rank, m.probability, m.cumulative, diff or "(the most likely architecture)"])
+        rows.append([m.rank, m.probability, m.log_probability, m.cumulative,
+                     diff or "(the most likely architecture)"])
     doc.paragraph(f"The {len(members)} most likely distinct architectures hold "
                   f"{members[-1].cumulative:.4g} of the posterior mass; each row says where it "
                   "differs from the most likely one.")
-    doc.table(["rank", "probability", "cumulative", "differs from the most likely in"], rows)
+    doc.table(["rank", "probability", "log probability", "cumulative", "differs from the most likely in"],
+              rows)
 
 
 def _posterior_section(doc: _Document, post: Posterior) -> None:

@@ -110,6 +110,7 @@ def test_credible_set_is_sorted_distinct_and_exact_for_any_bits(theta, k):
     assert probs == pytest.approx(nonzero[: len(members)], abs=1e-12)
     for m in members:
         assert post.log_prob(m.architecture) == pytest.approx(math.log(m.probability), abs=1e-9)
+        assert m.log_probability == pytest.approx(math.log(m.probability), abs=1e-9)
 
 
 def test_credible_set_scales_to_thousands_of_bits():
@@ -117,6 +118,9 @@ def test_credible_set_scales_to_thousands_of_bits():
     members = Posterior([BernoulliMarginal("act", theta.reshape(3, 1024))]).credible_set(k=50)
     probs = [m.probability for m in members]
     assert len(members) == 50 and probs == sorted(probs, reverse=True)
+    # 3,072 undecided bits: each architecture's probability underflows, its log does not.
+    assert members[0].probability == 0.0 and members[0].log_probability == pytest.approx(
+        float(torch.maximum(theta, 1 - theta).double().log().sum()), rel=1e-9)
     # The runner-up flips the single most uncertain bit.
     (changes,) = members[1].differs_from_mode.values()
     assert len(changes) == 1 and abs(theta[changes[0][0]].item() - 0.5) < 0.01
