@@ -44,6 +44,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=d.device)
     p.add_argument("--depth", type=int, default=None, help="space option: number of layers")
     p.add_argument("--width", type=int, default=None, help="space option: units per layer")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other space option, VALUE in JSON (e.g. --option dropout=0.5); repeatable")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log the per-epoch metrics to RUN_DIR/tensorboard (needs tensorboard)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -74,6 +76,14 @@ def _analysis(args: argparse.Namespace) -> None:
 
 def _config(args: argparse.Namespace) -> SearchConfig:
     options = {k: getattr(args, k) for k in ("depth", "width") if getattr(args, k) is not None}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"`--option` takes KEY=VALUE, but got {item!r}.")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value  # a bare string
     return SearchConfig(
         space=args.space, dataset=args.dataset, method=args.method, epochs=args.epochs,
         seed=args.seed, batch_size=args.batch_size,

@@ -154,7 +154,12 @@ class SearchRun:
             flatten=self.space.flatten_input,
         )
         info = self.data.info
-        self.model = self.space.build(info.input_shape, info.num_classes, **config.space_options)
+        try:
+            self.model = self.space.build(info.input_shape, info.num_classes, **config.space_options)
+        except TypeError as err:  # an option the space does not have
+            raise ValueError(
+                f"The space {config.space!r} cannot be built with the options {config.space_options}: {err}"
+            ) from err
         self.model.to(self.device)
         example = _flat(self.data.train[0][0].unsqueeze(0), self.space.flatten_input)
         self.sites = discover_sites(self.model, example.to(self.device))

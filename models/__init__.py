@@ -1,7 +1,17 @@
 """Search spaces as Pyro models (imported as ``bayesnas.models``), one file per family."""
 
+from bayesnas.models.activation_select import ActivationSelectMLP
 from bayesnas.models.layer_skip import LayerSkipMLP
 from bayesnas.models.registry import SearchSpace, available_spaces, get_space
 from bayesnas.models.stochastic_net import StochasticNetMLP
+from bayesnas.models.unit_select import UnitSelectMLP
 
-__all__ = ["LayerSkipMLP", "SearchSpace", "StochasticNetMLP", "available_spaces", "get_space"]
+__all__ = [
+    "ActivationSelectMLP",
+    "LayerSkipMLP",
+    "SearchSpace",
+    "StochasticNetMLP",
+    "UnitSelectMLP",
+    "available_spaces",
+    "get_space",
+]

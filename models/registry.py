@@ -26,8 +26,10 @@ class SearchSpace:
 
 
 def _spaces() -> dict[str, SearchSpace]:
+    from bayesnas.models.activation_select import ActivationSelectMLP
     from bayesnas.models.layer_skip import LayerSkipMLP
     from bayesnas.models.stochastic_net import StochasticNetMLP
+    from bayesnas.models.unit_select import UnitSelectMLP
 
     return {
         "layer-skip": SearchSpace(
@@ -35,6 +37,19 @@ def _spaces() -> dict[str, SearchSpace]:
             LayerSkipMLP.for_data,
             True,
             "shirakawa2018 exp. I: 32 x 128 ReLU MLP, layers 2-32 each skippable (d = 31).",
+        ),
+        "activation-select": SearchSpace(
+            "activation-select",
+            ActivationSelectMLP.for_data,
+            True,
+            "shirakawa2018 exp. II: 3 x 1024 MLP, each hidden unit ReLU (1) or tanh (0) (d = 3,072).",
+        ),
+        "unit-select": SearchSpace(
+            "unit-select",
+            UnitSelectMLP.for_data,
+            True,
+            "saito2018 sec. 4.1: 3 x 784 ReLU MLP, each hidden unit kept or removed, cost 1 per unit "
+            "(d = 2,352).",
         ),
         "stochastic-net": SearchSpace(
             "stochastic-net",

@@ -118,3 +118,18 @@ def test_existing_run_is_not_overwritten(tmp_path):
     run_search(_config(epochs=1), out=tmp_path / "r", progress=False)
     with pytest.raises(FileExistsError, match="--resume"):
         run_search(_config(epochs=1), out=tmp_path / "r", progress=False)
+
+
+def test_cli_passes_any_space_option(tmp_path, capsys):
+    argv = ["search", "unit-select", "--dataset", "digits", "--epochs", "1", "--depth", "2",
+            "--width", "8", "--method", "fixed", "--option", "dropout=0.5", "--stochastic-samples", "2",
+            "--no-progress", "--out", str(tmp_path / "d")]
+    assert main(argv) == 0
+    saved = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert saved["space_options"] == {"depth": 2, "width": 8, "dropout": 0.5}
+    argv[-1] = str(tmp_path / "e")
+    assert main([*argv[:-2], "--option", "nope=1", "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be built with the options" in err and "nope" in err and "Traceback" not in err
+    assert main([*argv[:-2], "--option", "dropout", "--out", str(tmp_path / "f")]) == 2
+    assert "takes KEY=VALUE, but got 'dropout'" in capsys.readouterr().err
