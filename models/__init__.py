@@ -1,6 +1,7 @@
 """Search spaces as Pyro models (imported as ``bayesnas.models``), one file per family."""
 
 from bayesnas.models.activation_select import ActivationSelectMLP
+from bayesnas.models.densenet_connections import DenseNetConnections
 from bayesnas.models.layer_skip import LayerSkipMLP
 from bayesnas.models.registry import SearchSpace, available_spaces, get_space
 from bayesnas.models.stochastic_net import StochasticNetMLP
@@ -8,6 +9,7 @@ from bayesnas.models.unit_select import UnitSelectMLP
 
 __all__ = [
     "ActivationSelectMLP",
+    "DenseNetConnections",
     "LayerSkipMLP",
     "SearchSpace",
     "StochasticNetMLP",

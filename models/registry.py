@@ -27,6 +27,7 @@ class SearchSpace:
 
 def _spaces() -> dict[str, SearchSpace]:
     from bayesnas.models.activation_select import ActivationSelectMLP
+    from bayesnas.models.densenet_connections import DenseNetConnections
     from bayesnas.models.layer_skip import LayerSkipMLP
     from bayesnas.models.stochastic_net import StochasticNetMLP
     from bayesnas.models.unit_select import UnitSelectMLP
@@ -50,6 +51,14 @@ def _spaces() -> dict[str, SearchSpace]:
             True,
             "saito2018 sec. 4.1: 3 x 784 ReLU MLP, each hidden unit kept or removed, cost 1 per unit "
             "(d = 2,352).",
+        ),
+        "densenet-connections": SearchSpace(
+            "densenet-connections",
+            DenseNetConnections.for_data,
+            False,
+            "shirakawa2018 exp. IV / saito2018 sec. 4.2: DenseNet-40 (k = 12, 3 blocks x 12 layers), one "
+            "bit per connection in each dense block (d = 273); options growth, layers_per_block, blocks, "
+            "stem_channels.",
         ),
         "stochastic-net": SearchSpace(
             "stochastic-net",
