@@ -72,7 +72,7 @@ def tradeoff(groups, path):
 
 
 def main(argv=None) -> int:
-    p = study_parser(NAME, __doc__.splitlines()[0], epochs=10)
+    p = study_parser(NAME, __doc__.splitlines()[0], epochs=8)
     p.add_argument("--batch-size", type=int, default=32, help="N per architecture of the search")
     p.add_argument("--growth", type=int, default=6, help="k (DenseNet-40: 12)")
     p.add_argument("--layers-per-block", type=int, default=4, help="DenseNet-40: 12")

@@ -64,10 +64,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32, help="N per architecture")
     p.add_argument("--depth", type=int, default=32, help="hidden layers of the searched net")
     p.add_argument("--width", type=int, default=128)
-    p.add_argument("--fixed-depths", type=int, nargs="+", default=[2, 4, 8, 16, 32])
+    p.add_argument("--fixed-depths", type=int, nargs="+", default=[2, 8, 16])
     p.add_argument("--lambdas", type=int, nargs="+", default=[2, 8, 32], help="λ of AdaptiveLayer (b)")
     p.add_argument("--tuned", type=lambda s: (int(s.split(",")[0]), float(s.split(",")[1])), nargs="*",
-                   default=[(8, 0.005)], metavar="LAMBDA,ETA",
+                   default=[], metavar="LAMBDA,ETA",
                    help="extra AdaptiveLayer (a) arms with λ and θ step size (the setting that works "
                         "at the mnist5k scale)")
     args = p.parse_args(argv)
