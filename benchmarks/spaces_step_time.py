@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 from bayesnas.guides import auto_guide
 from bayesnas.models import get_space
+from step_time import sgd, time_block  # the same SGD and timing as benchmarks/step_time.py
 
 from bayesnas.infer import ArchitectureSearch, RankingNaturalGradientLoss
 from bayesnas.sites import arch_plate, discover_sites, fixed_architecture
@@ -33,10 +33,6 @@ SPACES: dict[str, tuple[tuple[int, ...], dict]] = {
     "stochastic-net": ((784,), {}),
     "densenet-connections": ((1, 28, 28), {"growth": 4, "layers_per_block": 4}),
 }
-
-
-def sgd(params) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=1e-4, momentum=0.9, nesterov=True, weight_decay=1e-4)
 
 
 def make_steps(name: str, device: torch.device) -> dict[str, object]:
@@ -76,17 +72,6 @@ def make_steps(name: str, device: torch.device) -> dict[str, object]:
         )
         steps[f"search {label} (λ=2, N=32)"] = (lambda s=search: s.step(x[:32], y[:32]))
     return steps
-
-
-def time_block(step, steps: int, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
 
 
 def main() -> None:

@@ -9,13 +9,15 @@ figures, next to the paper's own numbers quoted by the script.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bayesnas.analysis.report import Metric, compare_groups
+from bayesnas.analysis.plots import plot_tradeoff
+from bayesnas.analysis.report import Metric, RunRecord, compare_groups, load_run
 from bayesnas.data import load_dataset
 from bayesnas.study import Arm, command_line, results_dir, run_study, write_markdown
 
@@ -70,3 +72,27 @@ def run_and_summarise(
     print(comparison.markdown())
     print(f"\nresults written to {page}")
     return {"comparison": comparison, "groups": groups, "page": page, "figures": [p for p, _ in made]}
+
+
+def _method_of(label: str) -> str:
+    return label.split(" ε0=")[0].split(" width")[0]
+
+
+def tradeoff_figure(
+    groups: dict[str, list[Path]],
+    path: Path,
+    *,
+    usage: Callable[[RunRecord], float],
+    x_label: str = "weight usage rate",
+) -> Path:
+    """saito2018 fig. 1: mean ± std over the seeds of (weight usage, test error) of each arm, one
+    series per method ("proposed ε0=2^-6" joins the "proposed" series, annotated with its ε0)."""
+    points = []
+    for label, dirs in groups.items():
+        runs = [load_run(d) for d in dirs]
+        xs, ys = [usage(r) for r in runs], [r.results["test_error_deterministic"] for r in runs]
+        points.append({"label": _method_of(label), "x": statistics.fmean(xs), "y": statistics.fmean(ys),
+                       "x_err": statistics.stdev(xs) if len(xs) > 1 else None,
+                       "y_err": statistics.stdev(ys) if len(ys) > 1 else None,
+                       "annotation": label.split("=")[-1] if "ε0" in label else None})
+    return plot_tradeoff(points, path, x_label=x_label)

@@ -12,16 +12,13 @@ rate, test errors; mean ± std over the seeds) and the usage / error trade-off (
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import run_and_summarise  # noqa: E402
+from _common import run_and_summarise, tradeoff_figure  # noqa: E402
 
-from bayesnas.analysis.plots import plot_tradeoff  # noqa: E402
-from bayesnas.analysis.report import load_run  # noqa: E402
 from bayesnas.study import Arm, arm_options, base_config, study_parser  # noqa: E402
 
 NAME = "densenet_connections"
@@ -59,16 +56,7 @@ def kept(block: int):
 
 
 def tradeoff(groups, path):
-    points = []
-    for label, dirs in groups.items():
-        runs = [load_run(d) for d in dirs]
-        xs = [r.results["weight_usage_rate"] for r in runs]
-        ys = [r.results["test_error_deterministic"] for r in runs]
-        points.append({"label": label.split(" ε0=")[0], "x": statistics.fmean(xs), "y": statistics.fmean(ys),
-                       "x_err": statistics.stdev(xs) if len(xs) > 1 else None,
-                       "y_err": statistics.stdev(ys) if len(ys) > 1 else None,
-                       "annotation": label.split("=")[-1] if "ε0" in label else None})
-    return plot_tradeoff(points, path)
+    return tradeoff_figure(groups, path, usage=lambda r: r.results["weight_usage_rate"])
 
 
 def main(argv=None) -> int:

@@ -13,16 +13,13 @@ the seeds) and the usage / error trade-off (fig. 1a).
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import run_and_summarise  # noqa: E402
+from _common import run_and_summarise, tradeoff_figure  # noqa: E402
 
-from bayesnas.analysis.plots import plot_tradeoff  # noqa: E402
-from bayesnas.analysis.report import load_run  # noqa: E402
 from bayesnas.study import Arm, arm_options, base_config, study_parser  # noqa: E402
 
 NAME = "saito_unit_penalty"
@@ -98,16 +95,8 @@ def main(argv=None) -> int:
     usage = usage_vs_full(args)
 
     def tradeoff(groups, path):
-        points = []
-        for label, dirs in groups.items():
-            runs = [load_run(d) for d in dirs]
-            xs, ys = [usage[1](r) for r in runs], [r.results["test_error_deterministic"] for r in runs]
-            method = label.split(" ε0=")[0].split(" width")[0]
-            points.append({"label": method, "x": statistics.fmean(xs), "y": statistics.fmean(ys),
-                           "x_err": statistics.stdev(xs) if len(xs) > 1 else None,
-                           "y_err": statistics.stdev(ys) if len(ys) > 1 else None,
-                           "annotation": label.split("=")[-1] if "ε0" in label else None})
-        return plot_tradeoff(points, path, x_label="weight usage rate (of the full network)")
+        return tradeoff_figure(groups, path, usage=usage[1],
+                               x_label="weight usage rate (of the full network)")
 
     run_and_summarise(
         NAME, args, arms(args), argv=argv,
