@@ -44,10 +44,13 @@ def run_and_summarise(
     notes: Sequence[str] = (),
     paper: str = "",
     argv: Sequence[str] | None = None,
+    findings: Callable[[dict[str, dict[str, tuple[float, float, int]]]], list[str]] | None = None,
 ) -> dict[str, Any]:
     """Run the study and write ``results.md`` + figures; returns the comparison and paths.
 
-    ``argv`` are the script's arguments (default ``sys.argv[1:]``), quoted in the page."""
+    ``argv`` are the script's arguments (default ``sys.argv[1:]``), quoted in the page.
+    ``findings(stats)`` checks the paper's qualitative claims on ``label -> column -> (mean, std,
+    n)`` and says, claim by claim, whether they reproduced here."""
     start = time.perf_counter()
     groups = run_study(arms, seeds=list(range(args.seeds)), out=args.out, progress=not args.no_progress)
     comparison = compare_groups(groups, metrics=metrics)
@@ -65,9 +68,15 @@ def run_and_summarise(
         comparison.markdown(),
         *[f"![{caption}]({path.name})\n\n*{caption}*" for path, caption in made],
     ]
+    if findings is not None:
+        sections.append("## The paper's findings, checked on this run\n\n"
+                        + "\n".join(f"- {line}" for line in findings(comparison.stats)))
     if paper:
         sections.append("## The paper, for reference\n\n" + paper)
-    sections.append(f"Wall time of this command: {minutes:.1f} min (runs already finished are not re-run).")
+    trained = sum(m.get("seconds", 0.0)
+                  for runs in comparison.groups.values() for r in runs for m in r.metrics)
+    sections.append(f"Training and evaluation time summed over all runs: {trained / 60:.1f} min. Wall time "
+                    f"of this invocation: {minutes:.1f} min (runs already finished are not re-run).")
     page = write_markdown(out / "results.md", sections)
     print(comparison.markdown())
     print(f"\nresults written to {page}")
@@ -96,3 +105,11 @@ def tradeoff_figure(
                        "y_err": statistics.stdev(ys) if len(ys) > 1 else None,
                        "annotation": label.split("=")[-1] if "ε0" in label else None})
     return plot_tradeoff(points, path, x_label=x_label)
+
+
+ERR = "test error (most likely)"
+AVG = "test error (model average)"
+
+
+def verdict(holds: bool) -> str:
+    return "**reproduced**" if holds else "**not reproduced**"
