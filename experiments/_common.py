@@ -113,3 +113,13 @@ AVG = "test error (model average)"
 
 def verdict(holds: bool) -> str:
     return "**reproduced**" if holds else "**not reproduced**"
+
+
+def monotone_usage(stats: dict, penalties: Sequence[str], column: str) -> str:
+    """saito2018's claim that the weight usage rate falls as ε0 grows (``penalties`` from the
+    largest ε0 to the smallest)."""
+    usage = [(k, stats[f"proposed ε0={k}"][column][0]) for k in penalties if f"proposed ε0={k}" in stats]
+    values = [u for _, u in usage]
+    holds = all(a <= b for a, b in zip(values, values[1:], strict=False))
+    listed = ", ".join(f"{k}: {u:.3f}" for k, u in usage)
+    return f"The weight usage rate rises monotonically as ε0 falls ({listed}): {verdict(holds)}."

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import run_and_summarise, tradeoff_figure  # noqa: E402
+from _common import ERR, monotone_usage, run_and_summarise, tradeoff_figure, verdict  # noqa: E402
 
 from bayesnas.study import Arm, arm_options, base_config, study_parser  # noqa: E402
 
@@ -75,7 +75,27 @@ def usage_vs_full(args):
         own = _weights(args.in_features, [run.config["space_options"].get("width", args.width)] * args.depth)
         return run.results["weight_usage_rate"] * own / full
 
-    return ("weight usage (of the full net)", get)
+    return (USAGE, get)
+
+
+USAGE = "weight usage (of the full net)"
+
+
+def findings(stats) -> list[str]:
+    proposed = [(k, stats[f"proposed ε0={k}"]) for k in PENALTIES if f"proposed ε0={k}" in stats]
+    out = [monotone_usage(stats, list(PENALTIES), USAGE)]
+    fixed = sorted((s[USAGE][0], s[ERR][0]) for k, s in stats.items() if k.startswith("fixed width"))
+    for k, s in proposed:
+        u, e = s[USAGE][0], s[ERR][0]
+        if not 0.25 <= u <= 1.0 or len(fixed) < 2 or not fixed[0][0] <= u <= fixed[-1][0]:
+            continue
+        for (u0, e0), (u1, e1) in zip(fixed, fixed[1:], strict=False):
+            if u0 <= u <= u1:
+                uniform = e0 + (e1 - e0) * (u - u0) / (u1 - u0) if u1 > u0 else e0
+                break
+        out.append(f"ε0 = {k} at {u:.1%} usage is more accurate than uniform removal at the same usage "
+                   f"(interpolated): {e:.4f} vs {uniform:.4f}, {verdict(e < uniform)}.")
+    return out
 
 
 def main(argv=None) -> int:
@@ -107,7 +127,7 @@ def main(argv=None) -> int:
         notes=[f"Space: {args.depth} hidden layers × {args.width} units, one bit per unit "
                f"(d = {args.depth * args.width}), c = 1; search N = {args.batch_size}, λ = 2, "
                f"{args.epochs} epochs; baselines N = {2 * args.batch_size}, {2 * args.epochs} epochs."],
-        paper=PAPER,
+        paper=PAPER, findings=findings,
     )
     return 0
 

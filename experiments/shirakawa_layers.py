@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import run_and_summarise  # noqa: E402
+from _common import AVG, ERR, run_and_summarise, verdict  # noqa: E402
 
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory  # noqa: E402
 from bayesnas.analysis.plots import plot_tradeoff  # noqa: E402
@@ -59,6 +59,21 @@ def sum_theta_figure(groups, path):
     return plot_tradeoff(points, path, x_label="iteration", y_label="Σθ (expected number of kept layers − 1)")
 
 
+def findings(stats) -> list[str]:
+    fixed = {k: s[ERR][0] for k, s in stats.items() if k.startswith("fixed depth")}
+    best_label = min(fixed, key=fixed.get)
+    stochastic = stats["StochasticLayer"][AVG][0]
+    out = []
+    for label, s in stats.items():
+        if not label.startswith("AdaptiveLayer"):
+            continue
+        e = s[ERR][0]
+        out.append(f"{label}: {e:.4f}; beats StochasticLayer ({stochastic:.4f}, stochastic prediction): "
+                   f"{verdict(e < stochastic)}; within 1.5× the best fixed depth ({best_label}, "
+                   f"{fixed[best_label]:.4f}): {verdict(e <= 1.5 * fixed[best_label])}.")
+    return out
+
+
 def main(argv=None) -> int:
     p = study_parser(NAME, __doc__.splitlines()[0], epochs=40)
     p.add_argument("--batch-size", type=int, default=32, help="N per architecture")
@@ -80,6 +95,7 @@ def main(argv=None) -> int:
         title="shirakawa2018 (I): selection of layers (table 1, fig. 2)",
         figures=[("sum_theta.png", "Σθ over iterations, first seed of each adaptive arm (fig. 2)",
                   sum_theta_figure)],
+        findings=findings,
         notes=[
             f"Space: {args.depth} hidden layers × {args.width} units, layers 2..{args.depth} skippable "
             f"(d = {args.depth - 1}). Budget: {args.epochs} epochs, N = {args.batch_size} examples per "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import run_and_summarise  # noqa: E402
+from _common import AVG, run_and_summarise, verdict  # noqa: E402
 
 from bayesnas.analysis import Posterior  # noqa: E402
 from bayesnas.analysis.plots import plot_heatmap  # noqa: E402
@@ -65,6 +65,20 @@ def rates_figure(groups, path):
     return plot_heatmap(Posterior.load(groups["AdaptiveNet"][0] / "posterior.json"), path)
 
 
+def findings(stats) -> list[str]:
+    a, s, plain = stats["AdaptiveNet"], stats["StochasticNet (θ = 0.5)"], stats["plain network"]
+    skipped = sum(1 for k, v in a.items() if k.startswith("P(keep layer") and v[0] < 0.5)
+    rates = [v[0] for k, v in a.items() if k.startswith("keep rate")]
+    return [
+        f"AdaptiveNet beats the fixed-rate StochasticNet (model average): {a[AVG][0]:.4f} vs "
+        f"{s[AVG][0]:.4f}, {verdict(a[AVG][0] < s[AVG][0])}; the plain network: {plain[AVG][0]:.4f}.",
+        f"The paper's networks skip five to seven of nine layers and keep their units with high "
+        f"probability; here {skipped} layers have mean P(keep) < 0.5 and the keep rates average "
+        f"{sum(rates) / max(len(rates), 1):.2f} (from 0.5): "
+        f"{verdict(5 <= skipped <= 7 and min(rates, default=0) > 0.5)}.",
+    ]
+
+
 def main(argv=None) -> int:
     p = study_parser(NAME, __doc__.splitlines()[0], epochs=20)
     p.add_argument("--batch-size", type=int, default=32, help="N per architecture of the search")
@@ -85,7 +99,7 @@ def main(argv=None) -> int:
                f"{args.depth} shared keep-rates (θ ∈ R^{2 * args.depth - 1}); search N = {args.batch_size}, "
                f"λ = 2, {args.epochs} epochs; baselines N = {2 * args.batch_size}, {2 * args.epochs} epochs. "
                "The paper reports the stochastic prediction (model average) column."],
-        paper=PAPER,
+        paper=PAPER, findings=findings,
     )
     return 0
 
