@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import re
 import shlex
 import sys
@@ -25,7 +24,16 @@ from tqdm.auto import tqdm
 from bayesnas.runner import SearchConfig, run_search
 from bayesnas.runs import atomic_write_text, read_json
 
-__all__ = ["Arm", "run_study", "study_parser", "command_line", "write_markdown"]
+__all__ = [
+    "Arm",
+    "arm_options",
+    "base_config",
+    "command_line",
+    "results_dir",
+    "run_study",
+    "study_parser",
+    "write_markdown",
+]
 
 
 @dataclass(frozen=True)
@@ -121,11 +129,6 @@ def write_markdown(path: str | Path, sections: Sequence[str]) -> Path:
     path = Path(path)
     atomic_write_text(path, "\n\n".join(s.strip("\n") for s in sections) + "\n")
     return path
-
-
-def run_results(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
-    """``results.json`` of each run."""
-    return [json.loads((d / "results.json").read_text()) for d in run_dirs]
 
 
 def base_config(args: argparse.Namespace, **fields: Any) -> SearchConfig:
