@@ -461,7 +461,7 @@ def _declare(**kw):
                                                      group_size=[1, 0]),
          r"`group_size` must hold integers >= 1, but got group_size=\[1, 0\]\."),
         (lambda: SharedBernoulliNaturalGradient([torch.full((2,), 0.5)], group_size=8),
-         r"d >= 3 θ entries \(rates\).*but got d=2; pass theta_min"),
+         r"d >= 3 θ entries.*but got d=2; pass theta_min"),
         (lambda: SharedBernoulliNaturalGradient([torch.tensor([0.5, 1.5, 0.2])], group_size=8),
          r"θ must lie in \[0, 1\], but got values in \[0.2\d*, 1.5\]"),
         (lambda: SharedBernoulliNaturalGradient([torch.full((4,), 0.5)], group_size=8, lr=-1.0),

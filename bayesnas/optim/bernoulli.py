@@ -73,9 +73,9 @@ class BernoulliNaturalGradient(NaturalGradientOptimizer):
                 )
         elif self._num_free(group) < 3:
             raise ValueError(
-                "The clipping range [1/d, 1 - 1/d] needs d >= 3 bits to be non-degenerate, but "
-                f"got d={self._num_free(group)}; pass theta_min (e.g. theta_min=0.05) to set "
-                "the range explicitly."
+                "The clipping range [1/d, 1 - 1/d] needs d >= 3 θ entries (bits or rates) to be "
+                f"non-degenerate, but got d={self._num_free(group)}; pass theta_min (e.g. "
+                "theta_min=0.05) to set the range explicitly."
             )
 
     def _num_free(self, group: dict[str, Any]) -> int:

@@ -130,21 +130,7 @@ class SharedBernoulliNaturalGradient(BernoulliNaturalGradient):
 
     def _check_family_options(self, group: dict[str, Any]) -> None:
         _sizes(group["group_size"], len(group["params"]))
-        check_int("dim", group["dim"], 1, allow_none=True)
-        theta_min = group["theta_min"]
-        if theta_min is not None:
-            if isinstance(theta_min, bool) or not isinstance(theta_min, int | float) or not (
-                0.0 < theta_min < 0.5
-            ):
-                raise ValueError(
-                    f"`theta_min` must lie in (0, 0.5), but got theta_min={theta_min!r}."
-                )
-        elif self._num_free(group) < 3:
-            raise ValueError(
-                "The clipping range [1/d, 1 - 1/d] needs d >= 3 θ entries (rates) to be "
-                f"non-degenerate, but got d={self._num_free(group)}; pass theta_min (e.g. "
-                "theta_min=0.05) to set the range explicitly."
-            )
+        super()._check_family_options(group)  # dim and theta_min: d counts θ entries (rates)
 
     def _step_group(self, group: dict[str, Any]) -> None:
         # The family hooks see one θ tensor at a time: look its group size up by identity.

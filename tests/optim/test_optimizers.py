@@ -337,7 +337,7 @@ BAD = [
     (CategoricalNaturalGradient, C, {"theta_min": 0.4},
      r"`theta_min` must lie in \(0, 1/K\) .*K=3, but got theta_min=0.4\."),
     (BernoulliNaturalGradient, [torch.full((2,), 0.5)], {},
-     r"d >= 3 bits.*got d=2; pass theta_min"),
+     r"d >= 3 θ entries.*got d=2; pass theta_min"),
     (CategoricalNaturalGradient, [torch.full((1, 3), 1 / 3)], {},
      r"K·θmin < 1.*got D=1, K=3; pass theta_min"),
     (CategoricalNaturalGradient, [torch.full((2, 2), 0.5)], {}, r"K·θmin < 1.*got D=2, K=2"),
