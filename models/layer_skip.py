@@ -11,6 +11,22 @@ from torch import nn
 from bayesnas import sites
 
 
+def build_skippable_layers(
+    module: nn.Module, in_features: int, num_classes: int, *, depth: int, width: int
+) -> None:
+    """The layers of a skip-forward MLP (shirakawa2018 §I, §III) on ``module``: ``input``,
+    ``hidden`` (layers 2..depth, each skippable), ``output``, He-initialised with zero biases,
+    and ``_edges``, the graph edge each layer bit decides (for the analysis)."""
+    module.input = nn.Linear(in_features, width)
+    module.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
+    module.output = nn.Linear(width, num_classes)
+    # Bit j decides the edge from hidden layer j + 1 to j + 2: run the layer, or skip it.
+    module._edges = [(f"h{j + 1}", f"h{j + 2}") for j in range(depth - 1)]
+    for layer in [module.input, *module.hidden, module.output]:
+        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        nn.init.zeros_(layer.bias)
+
+
 class LayerSkipMLP(nn.Module):
     """A fully connected ReLU net whose hidden layers 2..depth can each be skipped.
 
@@ -39,14 +55,7 @@ class LayerSkipMLP(nn.Module):
         self.in_features = in_features
         self.depth = depth
         self.width = width
-        self.input = nn.Linear(in_features, width)
-        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
-        self.output = nn.Linear(width, num_classes)
-        # Bit j decides the edge from hidden layer j + 1 to j + 2: run the layer, or skip it.
-        self._edges = [(f"h{j + 1}", f"h{j + 2}") for j in range(depth - 1)]
-        for layer in [self.input, *self.hidden, self.output]:
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
+        build_skippable_layers(self, in_features, num_classes, depth=depth, width=width)
 
     @classmethod
     def for_data(

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from bayesnas.models.layer_skip import build_skippable_layers
 from torch import nn
 
 from bayesnas import sites
@@ -77,14 +78,7 @@ class StochasticNetMLP(nn.Module):
         self.num_classes = num_classes
         self.depth = depth
         self.width = width
-        self.input = nn.Linear(in_features, width)
-        self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
-        self.output = nn.Linear(width, num_classes)
-        # Bit j decides the edge from hidden layer j + 1 to j + 2: run the layer, or skip it.
-        self._edges = [(f"h{j + 1}", f"h{j + 2}") for j in range(depth - 1)]
-        for layer in [self.input, *self.hidden, self.output]:
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
+        build_skippable_layers(self, in_features, num_classes, depth=depth, width=width)
 
     @classmethod
     def for_data(
