@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/bayesnas search layer-skip --dataset mnist5k --epochs 40 --seed 0 --out runs/demo
+	$(BIN)/bayesnas search layer-skip --dataset mnist5k --epochs 60 --lam 4 --theta-lr 0.064 --theta-min 0.005 --seed 0 --out runs/demo
 	$(BIN)/bayesnas report runs/demo
 
 test: $(STAMP)

@@ -38,6 +38,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help="initial weight learning rate")
     p.add_argument("--theta-init", type=float, default=d.theta_init)
     p.add_argument("--theta-lr", type=float, default=None, help="θ step size (default 1/d)")
+    p.add_argument("--theta-min", type=float, default=None,
+                   help="θ stays in [θmin, 1 − θmin] (default θmin = 1/d)")
     p.add_argument("--adaptive", action="store_true", help="adaptive θ step size (pdas2019 app. C)")
     p.add_argument("--penalty", type=float, default=d.penalty, help="ε₀ of saito2018")
     p.add_argument("--stochastic-samples", type=int, default=d.stochastic_samples)
@@ -89,7 +91,7 @@ def _config(args: argparse.Namespace) -> SearchConfig:
         seed=args.seed, batch_size=args.batch_size,
         num_samples=args.lam if args.method == "search" else 1,
         same_batch=not args.different_batches, lr=args.lr, theta_init=args.theta_init,
-        theta_lr=args.theta_lr, adaptive=args.adaptive, penalty=args.penalty,
+        theta_lr=args.theta_lr, theta_min=args.theta_min, adaptive=args.adaptive, penalty=args.penalty,
         stochastic_samples=args.stochastic_samples, device=args.device,
         data_dir=args.data_dir, download=args.download, space_options=options,
         tensorboard=args.tensorboard, fixed_value=args.fixed_value,

@@ -50,7 +50,9 @@ class SearchConfig:
     θ = 0.5 (StochasticLayer; categorical choices uniform), ``"fixed"`` trains the network with
     every bit at ``fixed_value`` (1: every layer / unit / connection on, or ReLU; 0: tanh).
     ``batch_size`` is N, the mini-batch every sampled architecture sees (eq. 4); with
-    ``same_batch=False`` it is cut into λ parts (eq. 5).
+    ``same_batch=False`` it is cut into λ parts (eq. 5). ``theta_lr`` and ``theta_min`` replace
+    the family's defaults for the θ step size (1/d) and the lower end of θ's range (1/d for
+    bits: shirakawa2018 §2 keeps θ in [1/d, 1 − 1/d]).
     """
 
     space: str = "layer-skip"
@@ -66,6 +68,7 @@ class SearchConfig:
     weight_decay: float = 1e-4
     theta_init: float = 0.5
     theta_lr: float | None = None
+    theta_min: float | None = None
     adaptive: bool = False
     penalty: float = 0.0
     stochastic_samples: int = 100
@@ -181,6 +184,8 @@ class SearchRun:
         arch_kwargs: dict[str, Any] = {"adaptive": config.adaptive}
         if config.theta_lr is not None:
             arch_kwargs["lr"] = config.theta_lr
+        if config.theta_min is not None:  # the family's optimizer checks its range
+            arch_kwargs["theta_min"] = config.theta_min
         self.arch_optimizers = self.guide.make_optimizers(**arch_kwargs)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.search = ArchitectureSearch(
@@ -220,7 +225,14 @@ class SearchRun:
         c = self.config
         if c.method != "search":
             return ExpectedLoss(num_samples=1)
-        costs = self.model.complexity_costs() if c.penalty else None
+        costs = None
+        if c.penalty:
+            if not hasattr(self.model, "complexity_costs"):
+                raise ValueError(
+                    f"`penalty` needs a space that defines complexity_costs(), but the space "
+                    f"{c.space!r} does not; use penalty=0 with it (got penalty={c.penalty})."
+                )
+            costs = self.model.complexity_costs()
         return RankingNaturalGradientLoss(
             num_samples=c.num_samples, same_batch=c.same_batch, penalty=c.penalty, costs=costs
         )

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import multiprocessing
+import os
 import re
 import shlex
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from bayesnas.runner import SearchConfig, run_search
@@ -27,8 +31,10 @@ from bayesnas.runs import atomic_write_text, read_json
 __all__ = [
     "Arm",
     "arm_options",
+    "available_cpus",
     "base_config",
     "command_line",
+    "default_jobs",
     "results_dir",
     "run_study",
     "study_parser",
@@ -65,10 +71,35 @@ def _run_one(config: SearchConfig, run_dir: Path, progress: bool) -> None:
         run_search(config, out=run_dir, progress=progress)
 
 
+def _set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def available_cpus() -> int:
+    """The CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def run_study(
-    arms: Sequence[Arm], *, seeds: Sequence[int], out: str | Path, progress: bool = True
+    arms: Sequence[Arm],
+    *,
+    seeds: Sequence[int],
+    out: str | Path,
+    progress: bool = True,
+    jobs: int = 1,
 ) -> dict[str, list[Path]]:
-    """Run every arm with every seed (skipping finished runs); ``label -> run directories``."""
+    """Run every arm with every seed (skipping finished runs); ``label -> run directories``.
+
+    ``jobs > 1`` runs that many runs at once, each in its own process with
+    ``available_cpus() // jobs`` threads: the small networks of the CPU experiments keep a core
+    busy with Python overhead rather than arithmetic, so runs side by side finish sooner than
+    runs one after another with every core each. A run's result does not depend on the order
+    in which runs finish; on the CPU it repeats exactly for the same ``jobs`` (the number of
+    threads can change the last bits of a float sum, and so the ranking of two close losses).
+    """
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
         raise ValueError(f"Arm labels must be distinct, but got {labels}.")
@@ -77,15 +108,34 @@ def run_study(
         raise ValueError(f"Arm labels must stay distinct as directory names, but got {slugs}.")
     if not seeds:
         raise ValueError("A study needs at least one seed, but got none.")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"`jobs` must be an integer >= 1, but got jobs={jobs!r}.")
     out = Path(out)
     dirs: dict[str, list[Path]] = {a.label: [] for a in arms}
-    jobs = [(a, s) for a in arms for s in seeds]
-    bar = tqdm(jobs, disable=not progress, desc="study")
-    for arm, seed in bar:
-        bar.set_postfix_str(f"{arm.label}, seed {seed}")
-        run_dir = out / arm.slug / f"seed{seed}"
-        _run_one(dataclasses.replace(arm.config, seed=seed), run_dir, progress=False)
-        dirs[arm.label].append(run_dir)
+    runs = []
+    for arm in arms:
+        for seed in seeds:
+            run_dir = out / arm.slug / f"seed{seed}"
+            runs.append((dataclasses.replace(arm.config, seed=seed), run_dir))
+            dirs[arm.label].append(run_dir)
+    bar = tqdm(total=len(runs), disable=not progress, desc="study")
+    if jobs == 1:
+        for config, run_dir in runs:
+            bar.set_postfix_str(f"{run_dir.parent.name}, {run_dir.name}")
+            _run_one(config, run_dir, progress=False)
+            bar.update()
+    else:
+        # "spawn": a forked child of a process that has used torch's thread pools can hang.
+        context = multiprocessing.get_context("spawn")
+        threads = max(1, available_cpus() // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_threads,
+                                 initargs=(threads,)) as pool:
+            futures = {pool.submit(_run_one, config, run_dir, False): run_dir for config, run_dir in runs}
+            for future in as_completed(futures):
+                future.result()  # re-raises a run's error here
+                bar.set_postfix_str(f"{futures[future].parent.name}, {futures[future].name} done")
+                bar.update()
+    bar.close()
     return dirs
 
 
@@ -108,8 +158,20 @@ def study_parser(
     p.add_argument("--results", default=None,
                    help=f"where the table and figures go (default experiments/results/{name}; "
                         "with --smoke, OUT/results)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs at once, each in its own process (default: one per CPU core on the "
+                        "CPU, 1 on a GPU)")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def default_jobs(args: argparse.Namespace) -> int:
+    """``--jobs`` as given, else one run per core on the CPU and one at a time on a GPU."""
+    if args.jobs is not None:
+        return args.jobs
+    if args.smoke:  # seconds of work: not worth starting processes
+        return 1
+    return available_cpus() if str(args.device).startswith("cpu") else 1
 
 
 def results_dir(args: argparse.Namespace, name: str) -> Path:

@@ -19,7 +19,7 @@ from typing import Any
 from bayesnas.analysis.plots import plot_tradeoff
 from bayesnas.analysis.report import Metric, RunRecord, compare_groups, load_run
 from bayesnas.data import load_dataset
-from bayesnas.study import Arm, command_line, results_dir, run_study, write_markdown
+from bayesnas.study import Arm, command_line, default_jobs, results_dir, run_study, write_markdown
 
 Figure = tuple[str, str, Callable[[dict[str, list[Path]], Path], Path]]
 
@@ -52,7 +52,9 @@ def run_and_summarise(
     ``findings(stats)`` checks the paper's qualitative claims on ``label -> column -> (mean, std,
     n)`` and says, claim by claim, whether they reproduced here."""
     start = time.perf_counter()
-    groups = run_study(arms, seeds=list(range(args.seeds)), out=args.out, progress=not args.no_progress)
+    jobs = default_jobs(args)
+    groups = run_study(arms, seeds=list(range(args.seeds)), out=args.out, progress=not args.no_progress,
+                       jobs=jobs)
     comparison = compare_groups(groups, metrics=metrics)
     out = results_dir(args, name)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,7 +78,8 @@ def run_and_summarise(
     trained = sum(m.get("seconds", 0.0)
                   for runs in comparison.groups.values() for r in runs for m in r.metrics)
     sections.append(f"Training and evaluation time summed over all runs: {trained / 60:.1f} min. Wall time "
-                    f"of this invocation: {minutes:.1f} min (runs already finished are not re-run).")
+                    f"of this invocation: {minutes:.1f} min with {jobs} run(s) at a time "
+                    "(runs already finished are not re-run).")
     page = write_markdown(out / "results.md", sections)
     print(comparison.markdown())
     print(f"\nresults written to {page}")

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from bayesnas.models.layer_skip import init_linear_
 from torch import nn
 
 from bayesnas import sites
@@ -60,8 +61,7 @@ class ActivationSelectMLP(nn.Module):
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:], strict=False))
         self.output = nn.Linear(width, num_classes)
         for layer in [*self.hidden, self.output]:
-            nn.init.normal_(layer.weight, 0.0, layer.in_features**-0.5)  # Chainer's default
-            nn.init.zeros_(layer.bias)
+            init_linear_(layer, "lecun")  # Chainer's default
 
     @classmethod
     def for_data(

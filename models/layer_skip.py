@@ -10,21 +10,44 @@ from torch import nn
 
 from bayesnas import sites
 
+INITS = ("lecun", "he")
+# Above this many runs of consecutive samples that agree on a layer, the batched pass runs the
+# layer on every row and masks, instead of once per run.
+_MAX_RUNS = 4
+
+
+def init_linear_(layer: nn.Linear, init: str) -> None:
+    """Initialise ``layer`` in place with zero bias and W ~ N(0, s²/fan_in): s² = 1 for
+    ``"lecun"`` (Chainer 1.x's ``L.Linear`` default, which shirakawa2018 ran on and which its
+    experiments I–III do not override) or s² = 2 for ``"he"`` (He et al. 2015, stated by the
+    paper only for experiment IV).
+
+    The choice matters for layer selection: with LeCun's scale a kept ReLU layer halves the
+    signal's variance while a skipped one keeps it, so deep architectures start out worse and
+    the ranking sees it. That is why the paper's plain nets stop training beyond 21 layers and
+    why its search settles on 8–10; with He's scale every depth starts out alike.
+    """
+    if init not in INITS:
+        raise ValueError(f"`init` must be one of {INITS}, but got init={init!r}.")
+    gain = 1.0 if init == "lecun" else 2.0
+    nn.init.normal_(layer.weight, 0.0, (gain / layer.in_features) ** 0.5)
+    nn.init.zeros_(layer.bias)
+
 
 def build_skippable_layers(
-    module: nn.Module, in_features: int, num_classes: int, *, depth: int, width: int
+    module: nn.Module, in_features: int, num_classes: int, *, depth: int, width: int, init: str = "lecun"
 ) -> None:
     """The layers of a skip-forward MLP (shirakawa2018 §I, §III) on ``module``: ``input``,
-    ``hidden`` (layers 2..depth, each skippable), ``output``, He-initialised with zero biases,
-    and ``_edges``, the graph edge each layer bit decides (for the analysis)."""
+    ``hidden`` (layers 2..depth, each skippable), ``output``, initialised by
+    :func:`init_linear_`, and ``_edges``, the graph edge each layer bit decides (for the
+    analysis)."""
     module.input = nn.Linear(in_features, width)
     module.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
     module.output = nn.Linear(width, num_classes)
     # Bit j decides the edge from hidden layer j + 1 to j + 2: run the layer, or skip it.
     module._edges = [(f"h{j + 1}", f"h{j + 2}") for j in range(depth - 1)]
     for layer in [module.input, *module.hidden, module.output]:
-        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-        nn.init.zeros_(layer.bias)
+        init_linear_(layer, init)
 
 
 class LayerSkipMLP(nn.Module):
@@ -32,17 +55,25 @@ class LayerSkipMLP(nn.Module):
 
     shirakawa2018 §(I): 32 hidden layers × 128 units; bit m_l = 0 skips layer l, so layer
     l+1 reads X_{l+1} = X_l (skip-forward); the first hidden layer is never skipped, d = 31.
-    He initialisation, softmax cross-entropy.
+    Softmax cross-entropy. ``init``: ``"lecun"`` (default; Chainer's, as the paper ran) or
+    ``"he"``; see :func:`init_linear_` for why it decides whether the search works.
 
     Arch site: ``"layers"``, 31 Bernoulli bits (``layers[j]`` is hidden layer j + 2).
 
     The λ sampled architectures run as one batched pass: the input layer is shared, and each
     hidden layer runs only on the architectures that keep it (all of them, a subset, or none),
-    so a layer skipped by every sample costs nothing.
+    so a layer skipped by every sample costs nothing; when the keeping samples form more than
+    a few separate runs (large λ) it runs on every row and a mask keeps the skipping rows.
     """
 
     def __init__(
-        self, in_features: int = 784, num_classes: int = 10, *, depth: int = 32, width: int = 128
+        self,
+        in_features: int = 784,
+        num_classes: int = 10,
+        *,
+        depth: int = 32,
+        width: int = 128,
+        init: str = "lecun",
     ) -> None:
         super().__init__()
         if depth < 2:
@@ -55,13 +86,20 @@ class LayerSkipMLP(nn.Module):
         self.in_features = in_features
         self.depth = depth
         self.width = width
-        build_skippable_layers(self, in_features, num_classes, depth=depth, width=width)
+        self.init = init
+        build_skippable_layers(self, in_features, num_classes, depth=depth, width=width, init=init)
 
     @classmethod
     def for_data(
-        cls, input_shape: Sequence[int], num_classes: int, *, depth: int = 32, width: int = 128
+        cls,
+        input_shape: Sequence[int],
+        num_classes: int,
+        *,
+        depth: int = 32,
+        width: int = 128,
+        init: str = "lecun",
     ) -> LayerSkipMLP:
-        return cls(int(torch.Size(input_shape).numel()), num_classes, depth=depth, width=width)
+        return cls(int(torch.Size(input_shape).numel()), num_classes, depth=depth, width=width, init=init)
 
     def complexity_costs(self) -> dict[str, torch.Tensor]:
         """c_l = number of weights a kept layer uses (saito2018's weight count)."""
@@ -98,12 +136,17 @@ class LayerSkipMLP(nn.Module):
                 h = F.relu(layer(h)) if flags[0] else h
                 continue
             rows = h.shape[0] // num_arch
-            pieces, start = [], 0
-            for s in range(1, num_arch + 1):  # runs of consecutive samples with equal flags
-                if s == num_arch or flags[s] != flags[start]:
-                    block = h[start * rows : s * rows]
-                    pieces.append(F.relu(layer(block)) if flags[start] else block)
-                    start = s
+            starts = [0] + [s for s in range(1, num_arch) if flags[s] != flags[s - 1]]
+            if len(starts) > _MAX_RUNS:
+                # Many short runs (large λ, eq. 5's few rows each): one matrix product over every
+                # row, kept where the sample keeps the layer, beats one small product per run.
+                kept = keep[:, j].bool().repeat_interleave(rows).unsqueeze(-1)
+                h = torch.where(kept, F.relu(layer(h)), h)
+                continue
+            pieces = []
+            for start, stop in zip(starts, [*starts[1:], num_arch], strict=True):  # equal-flag runs
+                block = h[start * rows : stop * rows]
+                pieces.append(F.relu(layer(block)) if flags[start] else block)
             h = torch.cat(pieces)
         logits = self.output(h)
         logits = (

@@ -53,9 +53,9 @@ class StochasticNetMLP(nn.Module):
 
     The mask of a skipped layer is sampled (it is part of M) but has no effect.
 
-    He initialisation (weights N(0, 2/fan_in), zero biases) as in
-    :class:`~bayesnas.models.LayerSkipMLP`: §III uses "the same training parameters as used in
-    the first experiment"; the paper states the initialisation only for experiment IV.
+    ``init`` as in :class:`~bayesnas.models.LayerSkipMLP` (default ``"lecun"``, Chainer's, which
+    the paper ran on): §III uses "the same training parameters as used in the first
+    experiment"; the paper states He's initialisation only for experiment IV.
 
     Batching: the S architectures run as one pass, rows sample-major ``(S·N, U)``. The first
     layer's affine map is computed once for all samples; every sample then has its own mask,
@@ -67,7 +67,13 @@ class StochasticNetMLP(nn.Module):
     """
 
     def __init__(
-        self, in_features: int = 784, num_classes: int = 10, *, depth: int = 10, width: int = 1024
+        self,
+        in_features: int = 784,
+        num_classes: int = 10,
+        *,
+        depth: int = 10,
+        width: int = 1024,
+        init: str = "lecun",
     ) -> None:
         super().__init__()
         _check_int("in_features", in_features, 1)
@@ -78,14 +84,21 @@ class StochasticNetMLP(nn.Module):
         self.num_classes = num_classes
         self.depth = depth
         self.width = width
-        build_skippable_layers(self, in_features, num_classes, depth=depth, width=width)
+        self.init = init
+        build_skippable_layers(self, in_features, num_classes, depth=depth, width=width, init=init)
 
     @classmethod
     def for_data(
-        cls, input_shape: Sequence[int], num_classes: int, *, depth: int = 10, width: int = 1024
+        cls,
+        input_shape: Sequence[int],
+        num_classes: int,
+        *,
+        depth: int = 10,
+        width: int = 1024,
+        init: str = "lecun",
     ) -> StochasticNetMLP:
         """The paper's 10 × 1,024 net for flattened inputs of ``input_shape``."""
-        return cls(int(torch.Size(input_shape).numel()), num_classes, depth=depth, width=width)
+        return cls(int(torch.Size(input_shape).numel()), num_classes, depth=depth, width=width, init=init)
 
     def complexity_costs(self) -> dict[str, torch.Tensor]:
         """c_l = weights (and biases) a kept hidden layer 2..L uses (saito2018's weight count).

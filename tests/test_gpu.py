@@ -24,3 +24,34 @@ def test_search_runs_on_the_gpu_and_samples_the_same_architectures_as_on_cpu(tmp
     # differs only where float rounding flips the ranking of two nearly equal losses.
     agree = sum(abs(a - b) < 1e-5 for a, b in zip(theta["gpu"], theta["cpu"], strict=True))
     assert agree >= d // 2
+
+
+SMALL_SPACES = {
+    "layer-skip": {"depth": 6, "width": 32},
+    "activation-select": {"depth": 2, "width": 32},
+    "unit-select": {"depth": 2, "width": 32},
+    "stochastic-net": {"depth": 4, "width": 32},
+    "densenet-connections": {"growth": 4, "layers_per_block": 3, "blocks": 2, "stem_channels": 8},
+}
+
+
+@pytest.mark.parametrize("space", sorted(SMALL_SPACES))
+@pytest.mark.parametrize("penalty", [0.0, 2.0**-6])
+def test_every_space_searches_on_the_gpu(space, penalty, tmp_path):
+    """Each registered space runs a search epoch on CUDA (penalty too) and keeps θ in its domain."""
+    from bayesnas.models import available_spaces
+
+    assert set(SMALL_SPACES) == set(available_spaces())  # a new space must be added here
+    if penalty and space == "activation-select":
+        pytest.skip("activation choices carry no complexity cost")
+    result = run_search(
+        SearchConfig(space=space, dataset="digits", epochs=1, seed=0, batch_size=16, device="cuda",
+                     penalty=penalty, stochastic_samples=4, space_options=SMALL_SPACES[space]),
+        out=tmp_path / space, progress=False,
+    )
+    assert 0.0 <= result["test_error_deterministic"] <= 1.0
+    assert 0.0 <= result["test_error_stochastic"] <= 1.0
+    summary = json.loads((tmp_path / space / "posterior.json").read_text())
+    for site in summary.values():
+        theta = torch.tensor(site["theta"], dtype=torch.float64).flatten()
+        assert theta.numel() > 0 and bool(((theta > 0) & (theta < 1)).all())

@@ -90,6 +90,8 @@ def test_baselines_run(tmp_path, method):
     (["search", "layer-skip", "--out", "X", "--dataset", "cifar10", "--data-dir", "{tmp}"],
      "is not available under"),
     (["search", "layer-skip", "--out", "X", "--resume", "{tmp}/missing"], "config.json"),
+    (["search", "activation-select", "--out", "X", "--dataset", "digits", "--penalty", "0.01"],
+     "`penalty` needs a space that defines complexity_costs(), but the space 'activation-select'"),
 ])
 def test_cli_bad_input_states_the_rule_and_the_value(tmp_path, capsys, argv, message):
     argv = [a.replace("{tmp}", str(tmp_path)).replace("X", str(tmp_path / "o")) for a in argv]

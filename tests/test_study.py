@@ -1,0 +1,40 @@
+"""Studies run side by side in processes give the runs they give one after another."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from bayesnas.runner import SearchConfig
+from bayesnas.study import Arm, available_cpus, run_study
+
+
+def _arms():
+    base = SearchConfig(space="layer-skip", dataset="digits", epochs=1, batch_size=32,
+                        stochastic_samples=2, space_options={"depth": 4, "width": 8})
+    fixed = dataclasses.replace(base, method="fixed", num_samples=1)
+    return [Arm("λ=2", base), Arm("fixed", fixed)]
+
+
+def test_parallel_study_repeats_the_sequential_one_exactly(tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, available_cpus() // 2))  # as each worker of jobs=2 has
+    try:
+        serial = run_study(_arms(), seeds=[0, 1], out=tmp_path / "serial", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    parallel = run_study(_arms(), seeds=[0, 1], out=tmp_path / "parallel", progress=False, jobs=2)
+    assert list(serial) == list(parallel) == ["λ=2", "fixed"]
+    for label in serial:
+        for a, b in zip(serial[label], parallel[label], strict=True):
+            assert a.relative_to(tmp_path / "serial") == b.relative_to(tmp_path / "parallel")
+            ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+            pa, pb = (json.loads((d / "posterior.json").read_text()) for d in (a, b))
+            assert pa == pb  # the same thread count: the same numbers, bit for bit
+            assert ra["test_error_deterministic"] == rb["test_error_deterministic"]
+
+
+def test_jobs_must_be_a_positive_integer(tmp_path):
+    with pytest.raises(ValueError, match="`jobs` must be an integer >= 1, but got jobs=0"):
+        run_study(_arms(), seeds=[0], out=tmp_path, jobs=0)
