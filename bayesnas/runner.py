@@ -403,6 +403,9 @@ class SearchRun:
     def finish(self) -> dict[str, Any]:
         arch = tensors_to_architecture(self.guide.mode())
         save_architecture(arch, self.out / "architecture.json")
+        genotype = getattr(self.model, "genotype", None)
+        if genotype is not None:  # a space that names its choices (e.g. the cell space's JSON)
+            write_json(self.out / "genotype.json", genotype(arch))
         write_json(self.out / "posterior.json", self.guide.summary())
         credible = self.posterior().credible_set(k=self.config.credible_set_size)
         write_json(self.out / "credible_set.json", [dataclasses.asdict(m) for m in credible])

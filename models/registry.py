@@ -27,6 +27,7 @@ class SearchSpace:
 
 def _spaces() -> dict[str, SearchSpace]:
     from bayesnas.models.activation_select import ActivationSelectMLP
+    from bayesnas.models.cell_space import CellSearchSpace
     from bayesnas.models.densenet_connections import DenseNetConnections
     from bayesnas.models.layer_skip import LayerSkipMLP
     from bayesnas.models.stochastic_net import StochasticNetMLP
@@ -59,6 +60,13 @@ def _spaces() -> dict[str, SearchSpace]:
             "shirakawa2018 exp. IV / saito2018 sec. 4.2: DenseNet-40 (k = 12, 3 blocks x 12 layers), one "
             "bit per connection in each dense block (d = 273); options growth, layers_per_block, blocks, "
             "stem_channels.",
+        ),
+        "enas-cells": SearchSpace(
+            "enas-cells",
+            CellSearchSpace.for_data,
+            False,
+            "pdas2019 sec. 4.1: ENAS micro space, normal + reduction cells of 5 nodes, 2 inputs and 2 "
+            "ops each (D = 40, 180 theta entries); options channels, normal_cells, num_nodes.",
         ),
         "stochastic-net": SearchSpace(
             "stochastic-net",

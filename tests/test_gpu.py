@@ -32,6 +32,7 @@ SMALL_SPACES = {
     "unit-select": {"depth": 2, "width": 32},
     "stochastic-net": {"depth": 4, "width": 32},
     "densenet-connections": {"growth": 4, "layers_per_block": 3, "blocks": 2, "stem_channels": 8},
+    "enas-cells": {"channels": 4, "normal_cells": 1},
 }
 
 
@@ -42,8 +43,8 @@ def test_every_space_searches_on_the_gpu(space, penalty, tmp_path):
     from bayesnas.models import available_spaces
 
     assert set(SMALL_SPACES) == set(available_spaces())  # a new space must be added here
-    if penalty and space == "activation-select":
-        pytest.skip("activation choices carry no complexity cost")
+    if penalty and space in ("activation-select", "enas-cells"):
+        pytest.skip("these choices carry no complexity cost")
     result = run_search(
         SearchConfig(space=space, dataset="digits", epochs=1, seed=0, batch_size=16, device="cuda",
                      penalty=penalty, stochastic_samples=4, space_options=SMALL_SPACES[space]),
