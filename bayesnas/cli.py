@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bayesnas.runner import METHODS, SearchConfig, run_search
+from bayesnas.runner import LR_SCHEDULES, METHODS, SearchConfig, run_search
 
 
 def _add_search(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +41,14 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--theta-min", type=float, default=None,
                    help="θ stays in [θmin, 1 − θmin] (default θmin = 1/d)")
     p.add_argument("--adaptive", action="store_true", help="adaptive θ step size (pdas2019 app. C)")
+    p.add_argument("--alternate", action="store_true",
+                   help="pdas2019 alg. 1: W on one half of the training data, θ on the other")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
+                   help="step: /10 at 1/2 and 3/4 of the epochs; cosine: to 0 (pdas2019)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--no-nesterov", dest="nesterov", action="store_false", help="plain momentum SGD")
+    p.add_argument("--clip-norm", type=float, default=None,
+                   help="clip the weight gradient norm (with --alternate; pdas2019: 5)")
     p.add_argument("--penalty", type=float, default=d.penalty, help="ε₀ of saito2018")
     p.add_argument("--stochastic-samples", type=int, default=d.stochastic_samples)
     p.add_argument("--device", default=d.device)
@@ -91,6 +99,8 @@ def _config(args: argparse.Namespace) -> SearchConfig:
         seed=args.seed, batch_size=args.batch_size,
         num_samples=args.lam if args.method == "search" else 1,
         same_batch=not args.different_batches, lr=args.lr, theta_init=args.theta_init,
+        weight_decay=args.weight_decay, nesterov=args.nesterov, lr_schedule=args.lr_schedule,
+        alternate=args.alternate, clip_norm=args.clip_norm,
         theta_lr=args.theta_lr, theta_min=args.theta_min, adaptive=args.adaptive, penalty=args.penalty,
         stochastic_samples=args.stochastic_samples, device=args.device,
         data_dir=args.data_dir, download=args.download, space_options=options,

@@ -14,14 +14,17 @@ run's θ trajectory exactly on CPU.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
 from bayesnas.analysis import Posterior, PosteriorHistory, convergence_stats, model_averaging
@@ -29,10 +32,13 @@ from bayesnas.analysis.history import HISTORY_FILE
 from bayesnas.data import as_tensors, load_dataset, make_loader
 from bayesnas.guides import FixedGuide, auto_guide
 from bayesnas.infer import (
+    AlternatingArchitectureSearch,
     ArchitectureSearch,
     ExpectedLoss,
     RankingNaturalGradientLoss,
+    batchnorm_layers,
     predict_deterministic,
+    recalibrated_batchnorm,
 )
 from bayesnas.infer.predict import error_rate
 from bayesnas.models import get_space
@@ -40,6 +46,7 @@ from bayesnas.runs import MetricsLog, load_checkpoint, read_json, save_checkpoin
 from bayesnas.sites import discover_sites, save_architecture, tensors_to_architecture
 
 METHODS = ("search", "stochastic", "fixed")
+LR_SCHEDULES = ("step", "cosine")
 
 
 @dataclass
@@ -52,7 +59,16 @@ class SearchConfig:
     ``batch_size`` is N, the mini-batch every sampled architecture sees (eq. 4); with
     ``same_batch=False`` it is cut into λ parts (eq. 5). ``theta_lr`` and ``theta_min`` replace
     the family's defaults for the θ step size (1/d) and the lower end of θ's range (1/d for
-    bits: shirakawa2018 §2 keeps θ in [1/d, 1 − 1/d]).
+    bits: shirakawa2018 §2 keeps θ in [1/d, 1 − 1/d]). ``lr_schedule``: ``"step"`` divides the
+    weight learning rate by 10 at 1/2 and 3/4 of the epochs (shirakawa2018, saito2018),
+    ``"cosine"`` anneals it to 0 (pdas2019). ``alternate=True`` is pdas2019 alg. 1: the training
+    data split into halves D_W / D_θ, W stepped on D_W, then θ on D_θ with the updated W
+    (:class:`~bayesnas.infer.AlternatingArchitectureSearch`, whose gradient clipping is
+    ``clip_norm``); an epoch is one pass over D_W. ``bn_recalibration_batches``: before the most
+    likely architecture is evaluated, a network with BatchNorm recomputes its running
+    statistics for that architecture on this many training mini-batches
+    (:func:`~bayesnas.infer.recalibrated_batchnorm`; the model average is evaluated with them
+    too); 0 evaluates with the statistics accumulated over the sampled architectures.
     """
 
     space: str = "layer-skip"
@@ -65,7 +81,12 @@ class SearchConfig:
     same_batch: bool = True
     lr: float = 0.01
     momentum: float = 0.9
+    nesterov: bool = True
     weight_decay: float = 1e-4
+    lr_schedule: str = "step"
+    alternate: bool = False
+    clip_norm: float | None = None
+    bn_recalibration_batches: int = 20
     theta_init: float = 0.5
     theta_lr: float | None = None
     theta_min: float | None = None
@@ -85,6 +106,9 @@ class SearchConfig:
         get_space(self.space)
         if self.method not in METHODS:
             raise ValueError(f"Unknown method {self.method!r}. Known methods: {', '.join(METHODS)}.")
+        if self.bn_recalibration_batches < 0:
+            raise ValueError(f"`bn_recalibration_batches` must be >= 0, but got "
+                             f"bn_recalibration_batches={self.bn_recalibration_batches}.")
         for name in ("epochs", "batch_size", "num_samples", "stochastic_samples", "credible_set_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"`{name}` must be >= 1, but got {name}={getattr(self, name)}.")
@@ -101,6 +125,17 @@ class SearchConfig:
             )
         if not 0.0 <= self.theta_init <= 1.0:
             raise ValueError(f"`theta_init` must lie in [0, 1], but got theta_init={self.theta_init}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"`lr_schedule` must be one of {LR_SCHEDULES}, but got "
+                             f"lr_schedule={self.lr_schedule!r}.")
+        if self.alternate and (self.method != "search" or not self.same_batch):
+            raise ValueError(
+                "`alternate` (pdas2019 alg. 1) updates θ on its own half of the data: it needs "
+                f"method='search' and same_batch=True, but got method={self.method!r}, "
+                f"same_batch={self.same_batch}.")
+        if self.clip_norm is not None and not self.alternate:
+            raise ValueError(f"`clip_norm` is applied by the alternating search; set alternate=True "
+                             f"or clip_norm=None (got clip_norm={self.clip_norm}).")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
@@ -132,6 +167,21 @@ def _batches(
     loader = make_loader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=shuffle)
     for x, y in loader:
         yield x.to(device), y.to(device)
+
+
+def _cycle(
+    dataset: Any, *, batch_size: int, seed: int, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled mini-batches of ``dataset`` without end, a fresh order each pass (D_θ)."""
+    for n in itertools.count():
+        yield from _batches(dataset, batch_size=batch_size, seed=seed + 7919 * n, device=device, shuffle=True)
+
+
+def split_halves(dataset: Any, *, seed: int) -> tuple[Subset, Subset]:
+    """D_W and D_θ: the training data cut into two halves at random (pdas2019 §2), seeded."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed + 424_242)).tolist()
+    half = len(order) // 2
+    return Subset(dataset, order[:half]), Subset(dataset, order[half:])
 
 
 def _flat(x: torch.Tensor, flatten: bool) -> torch.Tensor:
@@ -172,15 +222,18 @@ class SearchRun:
             self.model.parameters(),
             lr=config.lr,
             momentum=config.momentum,
-            nesterov=True,
+            nesterov=config.nesterov,
             weight_decay=config.weight_decay,
         )
-        # The papers divide the learning rate by 10 at 1/2 and 3/4 of training.
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.weight_optimizer,
-            milestones=[max(1, config.epochs // 2), max(1, (3 * config.epochs) // 4)],
-            gamma=0.1,
-        )
+        if config.lr_schedule == "cosine":  # pdas2019: from lr to 0 over the epochs
+            self.scheduler: Any = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.weight_optimizer, T_max=config.epochs)
+        else:  # shirakawa2018 / saito2018: divided by 10 at 1/2 and 3/4 of training
+            self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+                self.weight_optimizer,
+                milestones=[max(1, config.epochs // 2), max(1, (3 * config.epochs) // 4)],
+                gamma=0.1,
+            )
         arch_kwargs: dict[str, Any] = {"adaptive": config.adaptive}
         if config.theta_lr is not None:
             arch_kwargs["lr"] = config.theta_lr
@@ -188,18 +241,31 @@ class SearchRun:
             arch_kwargs["theta_min"] = config.theta_min
         self.arch_optimizers = self.guide.make_optimizers(**arch_kwargs)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.search = ArchitectureSearch(
-            self.model,
-            self.guide,
-            self.loss,
-            weight_optimizer=self.weight_optimizer,
-            arch_optimizers=self.arch_optimizers,
-            generator=self.generator,
-        )
+        self.train_halves = None
+        if config.alternate:
+            self.train_halves = split_halves(self.data.train, seed=config.seed)
+            if len(self.train_halves[1]) < config.batch_size:
+                raise ValueError(
+                    f"Half of the training data (D_θ, {len(self.train_halves[1])} examples) must hold "
+                    f"at least one mini-batch, but got batch_size={config.batch_size}.")
+            self.search: Any = AlternatingArchitectureSearch(
+                self.model, self.guide, self.loss, weight_optimizer=self.weight_optimizer,
+                arch_optimizers=self.arch_optimizers, generator=self.generator,
+                clip_norm=config.clip_norm)
+        else:
+            self.search = ArchitectureSearch(
+                self.model,
+                self.guide,
+                self.loss,
+                weight_optimizer=self.weight_optimizer,
+                arch_optimizers=self.arch_optimizers,
+                generator=self.generator,
+            )
         self.epoch = 0
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
         self.history = PosteriorHistory(self.out / HISTORY_FILE)
-        self.steps_per_epoch = len(self.data.train) // config.batch_size
+        weight_data = self.data.train if self.train_halves is None else self.train_halves[0]
+        self.steps_per_epoch = len(weight_data) // config.batch_size
 
     # -- construction -------------------------------------------------------------------
     def _make_guide(self) -> torch.nn.Module:
@@ -266,18 +332,36 @@ class SearchRun:
         for x, y in _batches(dataset, batch_size=500, seed=0, device=self.device, shuffle=False):
             yield _flat(x, self.space.flatten_input), y
 
+    @contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """Eval mode, with BatchNorm statistics recomputed for the most likely architecture."""
+        c = self.config
+        self.model.eval()
+        try:
+            if c.bn_recalibration_batches and batchnorm_layers(self.model):
+                data = self.data.train if self.train_halves is None else self.train_halves[0]
+                batches = _batches(data, batch_size=c.batch_size, seed=c.seed + 31_337,
+                                   device=self.device, shuffle=True)
+                inputs = (_flat(x, self.space.flatten_input)
+                          for x, _ in itertools.islice(batches, c.bn_recalibration_batches))
+                with recalibrated_batchnorm(self.model, self.guide.mode(), inputs):
+                    yield
+            else:
+                yield
+        finally:
+            self.model.train()
+
     def error(self, split: str) -> float | None:
         """Error of the most likely architecture on ``split`` (``None`` if the split is empty)."""
         dataset = getattr(self.data, split)
         if dataset is None or len(dataset) == 0:
             return None
-        self.model.eval()
-        scores, labels = zip(
-            *((predict_deterministic(self.model, self.guide, x).cpu(), y.cpu())
-              for x, y in self._eval_batches(dataset)),
-            strict=True,
-        )
-        self.model.train()
+        with self._evaluating():
+            scores, labels = zip(
+                *((predict_deterministic(self.model, self.guide, x).cpu(), y.cpu())
+                  for x, y in self._eval_batches(dataset)),
+                strict=True,
+            )
         return error_rate(torch.cat(scores), torch.cat(labels))
 
     def averaged_metrics(self, split: str) -> dict[str, Any] | None:
@@ -285,14 +369,12 @@ class SearchRun:
         dataset = getattr(self.data, split)
         if dataset is None or len(dataset) == 0:
             return None
-        self.model.eval()
-        out = model_averaging(
-            self.model, self.guide, self._eval_batches(dataset),
-            num_samples=self.config.stochastic_samples,
-            generator=torch.Generator().manual_seed(self.config.seed + 1),  # never moves θ's draws
-        )
-        self.model.train()
-        return out
+        with self._evaluating():
+            return model_averaging(
+                self.model, self.guide, self._eval_batches(dataset),
+                num_samples=self.config.stochastic_samples,
+                generator=torch.Generator().manual_seed(self.config.seed + 1),  # never moves θ's draws
+            )
 
     def posterior(self) -> Posterior:
         return Posterior.from_guide(self.guide)
@@ -325,17 +407,19 @@ class SearchRun:
         c = self.config
         flat = self.space.flatten_input
         total, count = 0.0, 0
-        batches = _batches(
-            self.data.train,
-            batch_size=c.batch_size,
-            seed=c.seed * 100_003 + self.epoch,  # a fresh order per epoch, no state to save
-            device=self.device,
-            shuffle=True,
-        )
-        steps = len(self.data.train) // c.batch_size
-        bar = tqdm(batches, total=steps, leave=False, disable=not progress, desc=f"epoch {self.epoch + 1}")
+        seed = c.seed * 100_003 + self.epoch  # a fresh order per epoch, no state to save
+        weight_data = self.data.train if self.train_halves is None else self.train_halves[0]
+        batches = _batches(weight_data, batch_size=c.batch_size, seed=seed, device=self.device, shuffle=True)
+        theta_batches = None if self.train_halves is None else _cycle(
+            self.train_halves[1], batch_size=c.batch_size, seed=seed + 50_000, device=self.device)
+        bar = tqdm(batches, total=self.steps_per_epoch, leave=False, disable=not progress,
+                   desc=f"epoch {self.epoch + 1}")
         for x, y in bar:
-            metrics = self.search.step(_flat(x, flat), y)
+            if theta_batches is None:
+                metrics = self.search.step(_flat(x, flat), y)
+            else:
+                tx, ty = next(theta_batches)
+                metrics = self.search.step((_flat(x, flat), y), (_flat(tx, flat), ty))
             loss = float(metrics["loss"])
             if not math.isfinite(loss):
                 raise FloatingPointError(f"The training loss became {loss} in epoch {self.epoch + 1}.")

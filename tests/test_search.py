@@ -1,5 +1,6 @@
 """End-to-end behaviour of the search loop: toy recovery, resume, CLI errors."""
 
+import functools
 import json
 
 import pytest
@@ -37,10 +38,15 @@ def _config(**kw):
     return SearchConfig(**base)
 
 
-def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
+ALTERNATING = dict(alternate=True, lr_schedule="cosine", clip_norm=5.0, nesterov=False, weight_decay=3e-4)
+
+
+@pytest.mark.parametrize("options", [{}, ALTERNATING], ids=["joint", "alternating"])
+def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, monkeypatch, options):
     from bayesnas.runner import SearchRun
 
-    full = run_search(_config(), out=tmp_path / "full", progress=False)
+    config = functools.partial(_config, **options)
+    full = run_search(config(), out=tmp_path / "full", progress=False)
     original = SearchRun.train_epoch
 
     def killed_in_epoch_3(self, progress):
@@ -50,7 +56,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, mo
 
     monkeypatch.setattr(SearchRun, "train_epoch", killed_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
-        run_search(_config(), out=tmp_path / "cut", progress=False)
+        run_search(config(), out=tmp_path / "cut", progress=False)
     monkeypatch.setattr(SearchRun, "train_epoch", original)
     resumed = run_search(out=tmp_path / "cut", resume=True, progress=False)
 
@@ -91,6 +97,11 @@ def test_baselines_run(tmp_path, method):
     (["search", "layer-skip", "--out", "X", "--dataset", "cifar10", "--data-dir", "{tmp}"],
      "is not available under"),
     (["search", "layer-skip", "--out", "X", "--resume", "{tmp}/missing"], "config.json"),
+    (["search", "layer-skip", "--out", "X", "--clip-norm", "5"],
+     "`clip_norm` is applied by the alternating search; set alternate=True or clip_norm=None "
+     "(got clip_norm=5.0)"),
+    (["search", "layer-skip", "--out", "X", "--alternate", "--method", "fixed"],
+     "it needs method='search' and same_batch=True, but got method='fixed', same_batch=True"),
     (["search", "activation-select", "--out", "X", "--dataset", "digits", "--penalty", "0.01"],
      "`penalty` needs a space that defines complexity_costs(), but the space 'activation-select'"),
 ])

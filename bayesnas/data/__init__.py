@@ -89,9 +89,11 @@ def as_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(x, y) of an in-memory dataset without iterating item by item; ``None`` otherwise."""
     if isinstance(dataset, TensorDataset):
         return dataset.tensors[0], dataset.tensors[1]
-    if isinstance(dataset, Subset) and isinstance(dataset.dataset, TensorDataset):
-        idx = torch.as_tensor(dataset.indices)
-        return dataset.dataset.tensors[0][idx], dataset.dataset.tensors[1][idx]
+    if isinstance(dataset, Subset):  # of a TensorDataset, or of a Subset of one
+        inner = as_tensors(dataset.dataset)
+        if inner is not None:
+            idx = torch.as_tensor(dataset.indices)
+            return inner[0][idx], inner[1][idx]
     return None
 
 

@@ -1,16 +1,22 @@
 """Inference: losses over sampled architectures, the search step, prediction."""
 
+from bayesnas.infer.alternating import AlternatingArchitectureSearch
+from bayesnas.infer.batchnorm import batchnorm_layers, frozen_batchnorm_statistics, recalibrated_batchnorm
 from bayesnas.infer.losses import ExpectedLoss, RankingNaturalGradientLoss, per_architecture_loss
 from bayesnas.infer.predict import predict_deterministic, predict_stochastic
 from bayesnas.infer.search import ArchitectureSearch
 from bayesnas.infer.utility import ranking_utility
 
 __all__ = [
+    "AlternatingArchitectureSearch",
     "ArchitectureSearch",
     "ExpectedLoss",
     "RankingNaturalGradientLoss",
+    "batchnorm_layers",
+    "frozen_batchnorm_statistics",
     "per_architecture_loss",
     "predict_deterministic",
     "predict_stochastic",
     "ranking_utility",
+    "recalibrated_batchnorm",
 ]
