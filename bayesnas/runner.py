@@ -28,6 +28,7 @@ from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
 from bayesnas.analysis import Posterior, PosteriorHistory, convergence_stats, model_averaging
+from bayesnas.analysis.calibration import classification_metrics
 from bayesnas.analysis.history import HISTORY_FILE
 from bayesnas.data import as_tensors, load_dataset, make_loader
 from bayesnas.guides import FixedGuide, auto_guide
@@ -67,8 +68,8 @@ class SearchConfig:
     ``clip_norm``); an epoch is one pass over D_W. ``bn_recalibration_batches``: before the most
     likely architecture is evaluated, a network with BatchNorm recomputes its running
     statistics for that architecture on this many training mini-batches
-    (:func:`~bayesnas.infer.recalibrated_batchnorm`; the model average is evaluated with them
-    too); 0 evaluates with the statistics accumulated over the sampled architectures.
+    (:func:`~bayesnas.infer.recalibrated_batchnorm`; the model average keeps the statistics
+    accumulated over the sampled architectures); 0 evaluates the mode with those too.
     """
 
     space: str = "layer-skip"
@@ -333,12 +334,13 @@ class SearchRun:
             yield _flat(x, self.space.flatten_input), y
 
     @contextmanager
-    def _evaluating(self) -> Iterator[None]:
-        """Eval mode, with BatchNorm statistics recomputed for the most likely architecture."""
+    def _evaluating(self, *, recalibrate: bool = True) -> Iterator[None]:
+        """Eval mode; with ``recalibrate``, BatchNorm statistics recomputed for the most likely
+        architecture (the running statistics otherwise, as the posterior average needs)."""
         c = self.config
         self.model.eval()
         try:
-            if c.bn_recalibration_batches and batchnorm_layers(self.model):
+            if recalibrate and c.bn_recalibration_batches and batchnorm_layers(self.model):
                 data = self.data.train if self.train_halves is None else self.train_halves[0]
                 batches = _batches(data, batch_size=c.batch_size, seed=c.seed + 31_337,
                                    device=self.device, shuffle=True)
@@ -351,30 +353,46 @@ class SearchRun:
         finally:
             self.model.train()
 
+    def _mode_scores(self, dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        scores, labels = zip(
+            *((predict_deterministic(self.model, self.guide, x).cpu(), y.cpu())
+              for x, y in self._eval_batches(dataset)),
+            strict=True,
+        )
+        return torch.cat(scores), torch.cat(labels)
+
+    def errors(self, *splits: str) -> dict[str, float | None]:
+        """Error of the most likely architecture on each split (``None`` for an empty one),
+        under one BatchNorm recalibration."""
+        datasets = {s: getattr(self.data, s) for s in splits}
+        out: dict[str, float | None] = {s: None for s in splits}
+        with self._evaluating():
+            for split, dataset in datasets.items():
+                if dataset is not None and len(dataset) > 0:
+                    out[split] = error_rate(*self._mode_scores(dataset))
+        return out
+
     def error(self, split: str) -> float | None:
         """Error of the most likely architecture on ``split`` (``None`` if the split is empty)."""
-        dataset = getattr(self.data, split)
-        if dataset is None or len(dataset) == 0:
-            return None
-        with self._evaluating():
-            scores, labels = zip(
-                *((predict_deterministic(self.model, self.guide, x).cpu(), y.cpu())
-                  for x, y in self._eval_batches(dataset)),
-                strict=True,
-            )
-        return error_rate(torch.cat(scores), torch.cat(labels))
+        return self.errors(split)[split]
 
     def averaged_metrics(self, split: str) -> dict[str, Any] | None:
-        """Accuracy, NLL and ECE of the most likely architecture and of the posterior average."""
+        """Accuracy, NLL and ECE of the most likely architecture (BatchNorm recalibrated for it)
+        and of the posterior average (with the running statistics of the sampled paths)."""
         dataset = getattr(self.data, split)
         if dataset is None or len(dataset) == 0:
             return None
-        with self._evaluating():
-            return model_averaging(
+        with self._evaluating(recalibrate=False):
+            out = model_averaging(
                 self.model, self.guide, self._eval_batches(dataset),
                 num_samples=self.config.stochastic_samples,
                 generator=torch.Generator().manual_seed(self.config.seed + 1),  # never moves θ's draws
             )
+        if self.config.bn_recalibration_batches and batchnorm_layers(self.model):
+            with self._evaluating():
+                scores, labels = self._mode_scores(dataset)
+            out["most_likely"] = classification_metrics(scores.softmax(-1), labels)
+        return out
 
     def posterior(self) -> Posterior:
         return Posterior.from_guide(self.guide)
@@ -459,8 +477,7 @@ class SearchRun:
                 "iteration": self.epoch * self.steps_per_epoch,
                 "train_loss": train_loss,
                 "lr": self.weight_optimizer.param_groups[0]["lr"],
-                "val_error": self.error("val"),
-                "test_error": self.error("test"),
+                **{f"{k}_error": v for k, v in self.errors("val", "test").items()},
                 "seconds": time.perf_counter() - start,
                 **self.theta_stats(posterior),
             }
