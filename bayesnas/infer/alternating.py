@@ -11,17 +11,12 @@ from torch import nn
 
 from bayesnas.handlers import seeded_arch
 from bayesnas.infer.batchnorm import frozen_batchnorm_statistics
-from bayesnas.infer.losses import (
-    RankingNaturalGradientLoss,
-    arch_samples,
-    guide_log_prob,
-    per_architecture_loss,
-)
-from bayesnas.infer.utility import ranking_utility
+from bayesnas.infer.losses import RankingNaturalGradientLoss, arch_samples, per_architecture_loss
+from bayesnas.infer.search import ArchitectureSearch
 from bayesnas.sites import arch_plate
 
 
-class AlternatingArchitectureSearch:
+class AlternatingArchitectureSearch(ArchitectureSearch):
     """``step(weight_batch, theta_batch)``: pdas2019 alg. 1, lines 3–7.
 
     Samples λ architectures M₁..M_λ from the guide (with the dedicated ``generator``), updates
@@ -60,12 +55,8 @@ class AlternatingArchitectureSearch:
             )
         if clip_norm is not None and not clip_norm > 0:
             raise ValueError(f"`clip_norm` must be positive or None, but got clip_norm={clip_norm!r}.")
-        self.model = model
-        self.guide = guide
-        self.loss = loss
-        self.weight_optimizer = weight_optimizer
-        self.arch_optimizers = list(arch_optimizers)
-        self.generator = generator
+        super().__init__(model, guide, loss, weight_optimizer=weight_optimizer,
+                         arch_optimizers=arch_optimizers, generator=generator)
         self.clip_norm = clip_norm
 
     def _losses(self, guide_trace: poutine.Trace, batch: Sequence[Any]) -> torch.Tensor:
@@ -75,7 +66,7 @@ class AlternatingArchitectureSearch:
 
     def step(self, weight_batch: Sequence[Any], theta_batch: Sequence[Any]) -> dict[str, Any]:
         """One update of W (on ``weight_batch``) and then of θ (on ``theta_batch``)."""
-        for opt in (self.weight_optimizer, *self.arch_optimizers):
+        for opt in self._optimizers():
             opt.zero_grad(set_to_none=True)
         with seeded_arch(generator=self.generator), arch_plate(self.loss.num_samples):
             guide_trace = poutine.trace(self.guide).get_trace(*weight_batch)
@@ -89,10 +80,7 @@ class AlternatingArchitectureSearch:
         module = self.model if isinstance(self.model, nn.Module) else nn.Module()
         with torch.no_grad(), frozen_batchnorm_statistics(module):
             theta_losses = self._losses(guide_trace, theta_batch)
-        utility = ranking_utility(theta_losses)
-        surrogate = -(utility * guide_log_prob(guide_trace)).mean()
-        if self.loss.epsilon:
-            surrogate = surrogate + self.loss.epsilon * self.guide.expected_cost(self.loss.costs)
+        surrogate, utility = self.loss.surrogate(self.guide, guide_trace, theta_losses)
         if surrogate.requires_grad:  # θ held fixed (a baseline) has nothing to update
             surrogate.backward()
         for opt in self.arch_optimizers:

@@ -182,16 +182,27 @@ class RankingNaturalGradientLoss(ExpectedLoss):
                 )
         self._checked_sites = True
 
+    def surrogate(
+        self, guide: Any, guide_trace: poutine.Trace, losses: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(surrogate(θ), u)`` for the architectures of ``guide_trace`` ranked by ``losses``:
+        −(1/λ) Σ u_i log p_θ(M_i) + ε Σ c θ, whose gradient the natural-gradient optimizers
+        precondition."""
+        if not self._checked_sites:
+            self._check_costs(guide)
+        utility = ranking_utility(losses)
+        surrogate = -(utility * guide_log_prob(guide_trace)).mean()
+        if self.epsilon:
+            surrogate = surrogate + self.epsilon * guide.expected_cost(self.costs)
+        return surrogate, utility
+
     def loss_and_grads(
         self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> dict[str, Any]:
         if not self._checked_sites:
             self._check_costs(guide)
         losses, guide_trace = self.evaluate(model, guide, *args, **kwargs)
-        utility = ranking_utility(losses.detach())
-        surrogate = -(utility * guide_log_prob(guide_trace)).mean()
-        if self.epsilon:
-            surrogate = surrogate + self.epsilon * guide.expected_cost(self.costs)
+        surrogate, utility = self.surrogate(guide, guide_trace, losses.detach())
         (losses.mean() + surrogate).backward()
         return {
             "loss": losses.detach().mean(),
