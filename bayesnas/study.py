@@ -54,9 +54,14 @@ class Arm:
         return re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.label).strip("_") or "arm"
 
 
+def _saved_config(run_dir: Path) -> dict[str, Any]:
+    # Through SearchConfig, so that a run written before a field existed reads with its default.
+    return dataclasses.asdict(SearchConfig.from_dict(read_json(run_dir / "config.json")))
+
+
 def _run_one(config: SearchConfig, run_dir: Path, progress: bool) -> None:
     if (run_dir / "results.json").exists():
-        saved = read_json(run_dir / "config.json")
+        saved = _saved_config(run_dir)
         if saved != dataclasses.asdict(config):
             raise ValueError(
                 f"{run_dir} holds a finished run with another configuration; remove it or choose "
@@ -64,7 +69,7 @@ def _run_one(config: SearchConfig, run_dir: Path, progress: bool) -> None:
             )
         return
     if (run_dir / "checkpoint.pt").exists():
-        if read_json(run_dir / "config.json") != dataclasses.asdict(config):
+        if _saved_config(run_dir) != dataclasses.asdict(config):
             raise ValueError(f"{run_dir} holds an unfinished run with another configuration; remove it.")
         run_search(out=run_dir, resume=True, progress=progress)
     else:
