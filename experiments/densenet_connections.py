@@ -72,10 +72,6 @@ def findings(stats) -> list[str]:
 
 def main(argv=None) -> int:
     p = study_parser(NAME, __doc__.splitlines()[0], epochs=8)
-    # Convolutions use both cores' threads well: two runs side by side with a thread each took
-    # 112-166 s per run, one at a time with both threads 62 s (that one before BatchNorm
-    # recalibration, which adds a little).
-    p.set_defaults(jobs=1)
     p.add_argument("--batch-size", type=int, default=32, help="N per architecture of the search")
     p.add_argument("--growth", type=int, default=6, help="k (DenseNet-40: 12)")
     p.add_argument("--layers-per-block", type=int, default=4, help="DenseNet-40: 12")
