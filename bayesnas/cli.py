@@ -47,6 +47,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
                    help="step: /10 at 1/2 and 3/4 of the epochs; cosine: to 0 (pdas2019)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--no-nesterov", dest="nesterov", action="store_false", help="plain momentum SGD")
+    p.add_argument("--cutout", type=int, default=d.cutout,
+                   help="side of the square cut out of each training image of the weight steps (0: off)")
     p.add_argument("--clip-norm", type=float, default=None,
                    help="clip the weight gradient norm (with --alternate; pdas2019: 5)")
     p.add_argument("--penalty", type=float, default=d.penalty, help="ε₀ of saito2018")
@@ -100,7 +102,7 @@ def _config(args: argparse.Namespace) -> SearchConfig:
         num_samples=args.lam if args.method == "search" else 1,
         same_batch=not args.different_batches, lr=args.lr, theta_init=args.theta_init,
         weight_decay=args.weight_decay, nesterov=args.nesterov, lr_schedule=args.lr_schedule,
-        alternate=args.alternate, clip_norm=args.clip_norm,
+        alternate=args.alternate, clip_norm=args.clip_norm, cutout=args.cutout,
         theta_lr=args.theta_lr, theta_min=args.theta_min, adaptive=args.adaptive, penalty=args.penalty,
         stochastic_samples=args.stochastic_samples, device=args.device,
         data_dir=args.data_dir, download=args.download, space_options=options,

@@ -31,6 +31,7 @@ from bayesnas.analysis import Posterior, PosteriorHistory, convergence_stats, mo
 from bayesnas.analysis.calibration import classification_metrics
 from bayesnas.analysis.history import HISTORY_FILE
 from bayesnas.data import as_tensors, load_dataset, make_loader
+from bayesnas.data.cutout import cutout
 from bayesnas.guides import FixedGuide, auto_guide
 from bayesnas.infer import (
     AlternatingArchitectureSearch,
@@ -70,6 +71,8 @@ class SearchConfig:
     statistics for that architecture on this many training mini-batches
     (:func:`~bayesnas.infer.recalibrated_batchnorm`; the model average keeps the statistics
     accumulated over the sampled architectures); 0 evaluates the mode with those too.
+    ``cutout``: the side of the square cut out of every training image of the weight steps
+    (DeVries & Taylor 2017; pdas2019 uses 16 on CIFAR-10, on D_W only); 0 disables it.
     """
 
     space: str = "layer-skip"
@@ -88,6 +91,7 @@ class SearchConfig:
     alternate: bool = False
     clip_norm: float | None = None
     bn_recalibration_batches: int = 20
+    cutout: int = 0
     theta_init: float = 0.5
     theta_lr: float | None = None
     theta_min: float | None = None
@@ -107,6 +111,8 @@ class SearchConfig:
         get_space(self.space)
         if self.method not in METHODS:
             raise ValueError(f"Unknown method {self.method!r}. Known methods: {', '.join(METHODS)}.")
+        if self.cutout < 0:
+            raise ValueError(f"`cutout` must be >= 0 (0: off), but got cutout={self.cutout}.")
         if self.bn_recalibration_batches < 0:
             raise ValueError(f"`bn_recalibration_batches` must be >= 0, but got "
                              f"bn_recalibration_batches={self.bn_recalibration_batches}.")
@@ -215,6 +221,9 @@ class SearchRun:
                 f"The space {config.space!r} cannot be built with the options {config.space_options}: {err}"
             ) from err
         self.model.to(self.device)
+        if config.cutout and self.space.flatten_input:
+            raise ValueError(f"`cutout` needs image inputs, but the space {config.space!r} takes "
+                             f"flattened vectors (got cutout={config.cutout}).")
         example = _flat(self.data.train[0][0].unsqueeze(0), self.space.flatten_input)
         self.sites = discover_sites(self.model, example.to(self.device))
         self.guide = self._make_guide().to(self.device)
@@ -432,7 +441,10 @@ class SearchRun:
             self.train_halves[1], batch_size=c.batch_size, seed=seed + 50_000, device=self.device)
         bar = tqdm(batches, total=self.steps_per_epoch, leave=False, disable=not progress,
                    desc=f"epoch {self.epoch + 1}")
+        holes = torch.Generator().manual_seed(seed + 99_991)  # per epoch: a resumed run repeats
         for x, y in bar:
+            if c.cutout:  # the weights' data only: θ is ranked on whole images
+                x = cutout(x, c.cutout, generator=holes)
             if theta_batches is None:
                 metrics = self.search.step(_flat(x, flat), y)
             else:

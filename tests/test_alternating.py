@@ -119,3 +119,23 @@ def test_recalibrated_batchnorm_holds_the_statistics_of_the_path_then_restores_t
         assert int(bn.num_batches_tracked) == 1
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_cutout_reaches_the_weight_batches_only(tmp_path, monkeypatch):
+    from bayesnas.runner import SearchConfig, run_search
+
+    seen = {"weight": [], "theta": []}
+    original = AlternatingArchitectureSearch.step
+
+    def spy(self, weight_batch, theta_batch):
+        seen["weight"].append(weight_batch[0].clone())
+        seen["theta"].append(theta_batch[0].clone())
+        return original(self, weight_batch, theta_batch)
+
+    monkeypatch.setattr(AlternatingArchitectureSearch, "step", spy)
+    run_search(SearchConfig(space="enas-cells", dataset="digits", epochs=1, batch_size=64, alternate=True,
+                            cutout=4, stochastic_samples=2, space_options={"channels": 4, "normal_cells": 1}),
+               out=tmp_path, progress=False)
+    holes = [int((x == 0).all(1).flatten(1).sum(1).min()) for x in seen["weight"]]
+    assert min(holes) >= 4  # at least a 2 × 2 corner of each 4 × 4 square, in every image
+    assert all(int((x == 0).sum()) == 0 for x in seen["theta"])  # standardised digits: no exact zeros

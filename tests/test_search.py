@@ -102,6 +102,8 @@ def test_baselines_run(tmp_path, method):
      "(got clip_norm=5.0)"),
     (["search", "layer-skip", "--out", "X", "--alternate", "--method", "fixed"],
      "it needs method='search' and same_batch=True, but got method='fixed', same_batch=True"),
+    (["search", "layer-skip", "--out", "X", "--dataset", "digits", "--cutout", "4"],
+     "`cutout` needs image inputs, but the space 'layer-skip' takes flattened vectors (got cutout=4)"),
     (["search", "activation-select", "--out", "X", "--dataset", "digits", "--penalty", "0.01"],
      "`penalty` needs a space that defines complexity_costs(), but the space 'activation-select'"),
 ])
