@@ -70,7 +70,8 @@ class SearchConfig:
     likely architecture is evaluated, a network with BatchNorm recomputes its running
     statistics for that architecture on this many training mini-batches
     (:func:`~bayesnas.infer.recalibrated_batchnorm`; the model average keeps the statistics
-    accumulated over the sampled architectures); 0 evaluates the mode with those too.
+    accumulated over the sampled architectures, and a ``fixed`` network its own); 0 evaluates
+    the mode with those too.
     ``cutout``: the side of the square cut out of every training image of the weight steps
     (DeVries & Taylor 2017; pdas2019 uses 16 on CIFAR-10, on D_W only); 0 disables it.
     """
@@ -342,6 +343,11 @@ class SearchRun:
         for x, y in _batches(dataset, batch_size=500, seed=0, device=self.device, shuffle=False):
             yield _flat(x, self.space.flatten_input), y
 
+    def _recalibrates(self) -> bool:
+        # A fixed network's running statistics already belong to its one architecture.
+        return bool(self.config.bn_recalibration_batches and self.config.method != "fixed"
+                    and batchnorm_layers(self.model))
+
     @contextmanager
     def _evaluating(self, *, recalibrate: bool = True) -> Iterator[None]:
         """Eval mode; with ``recalibrate``, BatchNorm statistics recomputed for the most likely
@@ -349,7 +355,7 @@ class SearchRun:
         c = self.config
         self.model.eval()
         try:
-            if recalibrate and c.bn_recalibration_batches and batchnorm_layers(self.model):
+            if recalibrate and self._recalibrates():
                 data = self.data.train if self.train_halves is None else self.train_halves[0]
                 batches = _batches(data, batch_size=c.batch_size, seed=c.seed + 31_337,
                                    device=self.device, shuffle=True)
@@ -397,7 +403,7 @@ class SearchRun:
                 num_samples=self.config.stochastic_samples,
                 generator=torch.Generator().manual_seed(self.config.seed + 1),  # never moves θ's draws
             )
-        if self.config.bn_recalibration_batches and batchnorm_layers(self.model):
+        if self._recalibrates():
             with self._evaluating():
                 scores, labels = self._mode_scores(dataset)
             out["most_likely"] = classification_metrics(scores.softmax(-1), labels)

@@ -139,3 +139,14 @@ def test_cutout_reaches_the_weight_batches_only(tmp_path, monkeypatch):
     holes = [int((x == 0).all(1).flatten(1).sum(1).min()) for x in seen["weight"]]
     assert min(holes) >= 4  # at least a 2 × 2 corner of each 4 × 4 square, in every image
     assert all(int((x == 0).sum()) == 0 for x in seen["theta"])  # standardised digits: no exact zeros
+
+
+def test_a_fixed_network_is_evaluated_with_its_own_statistics(tmp_path):
+    """No recalibration for a fixed network: its most likely and averaged predictions agree."""
+    from bayesnas.runner import SearchConfig, run_search
+
+    res = run_search(SearchConfig(space="enas-cells", dataset="digits", epochs=1, batch_size=64,
+                                  method="fixed", num_samples=1, stochastic_samples=2,
+                                  space_options={"channels": 4, "normal_cells": 1}),
+                     out=tmp_path, progress=False)
+    assert res["test_most_likely"] == res["test_model_average"]
