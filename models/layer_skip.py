@@ -34,6 +34,12 @@ def init_linear_(layer: nn.Linear, init: str) -> None:
     nn.init.zeros_(layer.bias)
 
 
+def skippable_layer_costs(*, depth: int, width: int) -> torch.Tensor:
+    """c_l of the layer bits of a skip-forward MLP: the weights and biases a kept hidden layer
+    2..depth uses (saito2018's weight count), shape ``(depth - 1,)``."""
+    return torch.full((depth - 1,), float(width * width + width))
+
+
 def build_skippable_layers(
     module: nn.Module, in_features: int, num_classes: int, *, depth: int, width: int, init: str = "lecun"
 ) -> None:
@@ -103,8 +109,7 @@ class LayerSkipMLP(nn.Module):
 
     def complexity_costs(self) -> dict[str, torch.Tensor]:
         """c_l = number of weights a kept layer uses (saito2018's weight count)."""
-        per_layer = float(self.width * self.width + self.width)
-        return {"layers": torch.full((self.depth - 1,), per_layer)}
+        return {"layers": skippable_layer_costs(depth=self.depth, width=self.width)}
 
     def num_weights_used(self, arch: dict) -> int:
         """Weights (and biases) of the fixed network of ``arch``: a skipped layer uses none."""

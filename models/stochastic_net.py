@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from bayesnas.models.layer_skip import build_skippable_layers
+from bayesnas.models.layer_skip import build_skippable_layers, skippable_layer_costs
 from torch import nn
 
 from bayesnas import sites
@@ -106,8 +106,7 @@ class StochasticNetMLP(nn.Module):
         Only the layer bits get costs: the unit rates' expected cost would depend on the rates
         of the neighbouring layers (a dropped unit frees its row and the next layer's column).
         """
-        per_layer = float(self.width * self.width + self.width)
-        return {"layers": torch.full((self.depth - 1,), per_layer)}
+        return {"layers": skippable_layer_costs(depth=self.depth, width=self.width)}
 
     def num_weights_used(self, arch: Mapping[str, Any]) -> int:
         """Weights and biases the fixed network of ``arch`` uses (structurally).
