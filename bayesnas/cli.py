@@ -1,5 +1,5 @@
-"""Command line: ``bayesnas search SPACE ...``, ``report RUN_DIR``, ``compare RUN_DIR...``,
-``spaces``, ``datasets``."""
+"""Command line: ``bayesnas search SPACE ...``, ``retrain GENOTYPE ...``, ``report RUN_DIR``,
+``compare RUN_DIR...``, ``spaces``, ``datasets``."""
 
 from __future__ import annotations
 
@@ -63,6 +63,60 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _add_retrain(sub: argparse._SubParsersAction) -> None:
+    from bayesnas.retrain import RetrainConfig
+
+    d = RetrainConfig(genotype={})
+    p = sub.add_parser(
+        "retrain",
+        help="re-train an exported cell architecture (genotype.json) from scratch (pdas2019 §4.1)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("genotype", nargs="?",
+                   help="a genotype.json, or the run directory of an enas-cells search")
+    p.add_argument("--out", help="run directory (required unless --resume)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the killed re-training in RUN_DIR")
+    p.add_argument("--dataset", default=d.dataset, help="see `bayesnas datasets`")
+    p.add_argument("--data-dir", default=None, help="where torchvision datasets live")
+    p.add_argument("--download", action="store_true", help="let torchvision download the data")
+    p.add_argument("--channels", type=int, default=d.channels,
+                   help="C of the first cells (paper: ~3 M weights)")
+    p.add_argument("--cells", type=int, default=d.normal_cells, dest="normal_cells",
+                   help="N, normal cells per stage (paper: 6)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="paper: 600")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="initial learning rate, cosine to 0")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--clip-norm", type=float, default=d.clip_norm)
+    p.add_argument("--drop-path", type=float, default=d.drop_path,
+                   help="final ScheduledDropPath rate, reached linearly from 0")
+    p.add_argument("--auxiliary-weight", type=float, default=d.auxiliary_weight,
+                   help="weight of the auxiliary head's loss (0: no head)")
+    p.add_argument("--cutout", type=int, default=d.cutout, help="cutout side on training images (0: off)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _retrain(args: argparse.Namespace) -> tuple[dict, Path]:
+    from bayesnas.retrain import RetrainConfig, load_genotype, run_retrain
+
+    if args.resume:
+        out = Path(args.resume)
+        print(f"resuming {out}", file=sys.stderr)
+        return run_retrain(out=out, resume=True, progress=not args.no_progress), out
+    if not args.genotype or not args.out:
+        raise ValueError("`bayesnas retrain GENOTYPE --out RUN_DIR` needs both (or `--resume RUN_DIR`).")
+    config = RetrainConfig(
+        genotype=load_genotype(args.genotype), dataset=args.dataset, channels=args.channels,
+        normal_cells=args.normal_cells, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, clip_norm=args.clip_norm, drop_path=args.drop_path,
+        auxiliary_weight=args.auxiliary_weight, cutout=args.cutout, seed=args.seed, device=args.device,
+        data_dir=args.data_dir, download=args.download)
+    out = Path(args.out)
+    return run_retrain(config, out=out, progress=not args.no_progress), out
+
+
 def _add_analysis(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write RUN_DIR/report.html and report.md (figures in RUN_DIR/report/)")
     p.add_argument("run_dir", help="a run directory written by `bayesnas search`")
@@ -114,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bayesnas", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_search(sub)
+    _add_retrain(sub)
     _add_analysis(sub)
     sub.add_parser("spaces", help="list the search spaces")
     sub.add_parser("datasets", help="list the datasets")
@@ -132,6 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command in ("report", "compare"):
             _analysis(args)
+            return 0
+        if args.command == "retrain":
+            results, out = _retrain(args)
+            print(json.dumps(results, indent=2))
+            print(f"results written to {out}/ (model.pt, results.json, metrics.jsonl)")
             return 0
         if args.resume:
             out = Path(args.resume)

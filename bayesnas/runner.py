@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
 from bayesnas.analysis import Posterior, PosteriorHistory, convergence_stats, model_averaging
 from bayesnas.analysis.calibration import classification_metrics
 from bayesnas.analysis.history import HISTORY_FILE
-from bayesnas.data import as_tensors, load_dataset, make_loader
+from bayesnas.data import load_dataset
+from bayesnas.data.batches import batches as _batches
+from bayesnas.data.batches import cycle_batches, split_halves  # noqa: F401 - split_halves is public here too
 from bayesnas.data.cutout import cutout
 from bayesnas.guides import FixedGuide, auto_guide
 from bayesnas.infer import (
@@ -152,44 +153,6 @@ class SearchConfig:
         if unknown:
             raise ValueError(f"Unknown config keys {unknown}. Known keys: {sorted(known)}.")
         return cls(**d)
-
-
-def _batches(
-    dataset: Any, *, batch_size: int, seed: int, device: torch.device, shuffle: bool
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Mini-batches on ``device``; whole-tensor indexing for in-memory datasets."""
-    tensors = as_tensors(dataset)
-    if tensors is not None:
-        x, y = (t.to(device) for t in tensors)
-        n = x.shape[0]
-        order = (
-            torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-            if shuffle
-            else torch.arange(n)
-        )
-        stop = n - n % batch_size if shuffle else n  # drop the ragged last batch when training
-        for i in range(0, stop, batch_size):
-            idx = order[i : i + batch_size].to(device)
-            yield x[idx], y[idx]
-        return
-    loader = make_loader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=shuffle)
-    for x, y in loader:
-        yield x.to(device), y.to(device)
-
-
-def _cycle(
-    dataset: Any, *, batch_size: int, seed: int, device: torch.device
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled mini-batches of ``dataset`` without end, a fresh order each pass (D_θ)."""
-    for n in itertools.count():
-        yield from _batches(dataset, batch_size=batch_size, seed=seed + 7919 * n, device=device, shuffle=True)
-
-
-def split_halves(dataset: Any, *, seed: int) -> tuple[Subset, Subset]:
-    """D_W and D_θ: the training data cut into two halves at random (pdas2019 §2), seeded."""
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed + 424_242)).tolist()
-    half = len(order) // 2
-    return Subset(dataset, order[:half]), Subset(dataset, order[half:])
 
 
 def _flat(x: torch.Tensor, flatten: bool) -> torch.Tensor:
@@ -443,7 +406,7 @@ class SearchRun:
         seed = c.seed * 100_003 + self.epoch  # a fresh order per epoch, no state to save
         weight_data = self.data.train if self.train_halves is None else self.train_halves[0]
         batches = _batches(weight_data, batch_size=c.batch_size, seed=seed, device=self.device, shuffle=True)
-        theta_batches = None if self.train_halves is None else _cycle(
+        theta_batches = None if self.train_halves is None else cycle_batches(
             self.train_halves[1], batch_size=c.batch_size, seed=seed + 50_000, device=self.device)
         bar = tqdm(batches, total=self.steps_per_epoch, leave=False, disable=not progress,
                    desc=f"epoch {self.epoch + 1}")

@@ -16,7 +16,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,8 @@ __all__ = [
     "command_line",
     "default_jobs",
     "results_dir",
+    "run_all",
+    "run_resumably",
     "run_study",
     "study_parser",
     "write_markdown",
@@ -54,26 +56,37 @@ class Arm:
         return re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.label).strip("_") or "arm"
 
 
-def _saved_config(run_dir: Path) -> dict[str, Any]:
-    # Through SearchConfig, so that a run written before a field existed reads with its default.
-    return dataclasses.asdict(SearchConfig.from_dict(read_json(run_dir / "config.json")))
+def _kind(config: Any) -> tuple[type, Callable[..., dict[str, Any]]]:
+    """The config class and the run function of a run's configuration."""
+    from bayesnas.retrain import RetrainConfig, run_retrain
+
+    if isinstance(config, RetrainConfig):
+        return RetrainConfig, run_retrain
+    return SearchConfig, run_search
 
 
-def _run_one(config: SearchConfig, run_dir: Path, progress: bool) -> None:
+def _saved_config(run_dir: Path, cls: type) -> dict[str, Any]:
+    # Through the config class, so that a run written before a field existed reads with its default.
+    return dataclasses.asdict(cls.from_dict(read_json(run_dir / "config.json")))
+
+
+def run_resumably(config: Any, run_dir: Path, progress: bool = False) -> None:
+    """Run a :class:`~bayesnas.runner.SearchConfig` or :class:`~bayesnas.retrain.RetrainConfig`
+    into ``run_dir``: nothing if it finished, continued if it was killed, started otherwise."""
+    cls, run = _kind(config)
     if (run_dir / "results.json").exists():
-        saved = _saved_config(run_dir)
-        if saved != dataclasses.asdict(config):
+        if _saved_config(run_dir, cls) != dataclasses.asdict(config):
             raise ValueError(
                 f"{run_dir} holds a finished run with another configuration; remove it or choose "
                 "another --out (a study never mixes configurations under one name)."
             )
         return
     if (run_dir / "checkpoint.pt").exists():
-        if _saved_config(run_dir) != dataclasses.asdict(config):
+        if _saved_config(run_dir, cls) != dataclasses.asdict(config):
             raise ValueError(f"{run_dir} holds an unfinished run with another configuration; remove it.")
-        run_search(out=run_dir, resume=True, progress=progress)
+        run(out=run_dir, resume=True, progress=progress)
     else:
-        run_search(config, out=run_dir, progress=progress)
+        run(config, out=run_dir, progress=progress)
 
 
 def _set_threads(threads: int) -> None:
@@ -113,8 +126,6 @@ def run_study(
         raise ValueError(f"Arm labels must stay distinct as directory names, but got {slugs}.")
     if not seeds:
         raise ValueError("A study needs at least one seed, but got none.")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"`jobs` must be an integer >= 1, but got jobs={jobs!r}.")
     out = Path(out)
     dirs: dict[str, list[Path]] = {a.label: [] for a in arms}
     runs = []
@@ -123,11 +134,20 @@ def run_study(
             run_dir = out / arm.slug / f"seed{seed}"
             runs.append((dataclasses.replace(arm.config, seed=seed), run_dir))
             dirs[arm.label].append(run_dir)
-    bar = tqdm(total=len(runs), disable=not progress, desc="study")
+    run_all(runs, jobs=jobs, progress=progress)
+    return dirs
+
+
+def run_all(runs: Sequence[tuple[Any, Path]], *, jobs: int = 1, progress: bool = True,
+            desc: str = "study") -> None:
+    """:func:`run_resumably` every ``(config, run_dir)``, ``jobs`` at a time (see :func:`run_study`)."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"`jobs` must be an integer >= 1, but got jobs={jobs!r}.")
+    bar = tqdm(total=len(runs), disable=not progress, desc=desc)
     if jobs == 1:
         for config, run_dir in runs:
             bar.set_postfix_str(f"{run_dir.parent.name}, {run_dir.name}")
-            _run_one(config, run_dir, progress=False)
+            run_resumably(config, run_dir, progress=False)
             bar.update()
     else:
         # "spawn": a forked child of a process that has used torch's thread pools can hang.
@@ -135,13 +155,13 @@ def run_study(
         threads = max(1, available_cpus() // jobs)
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_threads,
                                  initargs=(threads,)) as pool:
-            futures = {pool.submit(_run_one, config, run_dir, False): run_dir for config, run_dir in runs}
+            futures = {pool.submit(run_resumably, config, run_dir, False): run_dir
+                       for config, run_dir in runs}
             for future in as_completed(futures):
                 future.result()  # re-raises a run's error here
                 bar.set_postfix_str(f"{futures[future].parent.name}, {futures[future].name} done")
                 bar.update()
     bar.close()
-    return dirs
 
 
 def study_parser(

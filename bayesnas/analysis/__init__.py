@@ -10,6 +10,8 @@
   most likely architecture.
 - :mod:`bayesnas.analysis.plots` — the figures; :mod:`bayesnas.analysis.report` — the run
   report (``bayesnas report``) and the comparison of runs (``bayesnas compare``).
+- :func:`plot_genotype` — the chosen cells of the cell space (``genotype.json``), each edge
+  with the posterior probability of its choices (:func:`choice_probabilities`).
 """
 
 from bayesnas.analysis.calibration import (
@@ -28,6 +30,7 @@ from bayesnas.analysis.convergence import (
     convergence_stats,
 )
 from bayesnas.analysis.credible import CredibleArchitecture, credible_set
+from bayesnas.analysis.genotype_plot import choice_probabilities, draw_genotype, plot_genotype
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.marginals import (
     BernoulliMarginal,
@@ -61,14 +64,17 @@ __all__ = [
     "SiteMarginal",
     "as_posterior",
     "check_collapse",
+    "choice_probabilities",
     "classification_metrics",
     "collapse_report",
     "convergence_curve",
     "convergence_stats",
     "credible_set",
+    "draw_genotype",
     "expected_calibration_error",
     "marginal_from_summary",
     "model_averaging",
+    "plot_genotype",
     "register_family",
     "two_normal_winner_probability",
     "winner_probabilities",

@@ -36,6 +36,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
+from matplotlib.ticker import MaxNLocator
 
 from bayesnas.analysis.convergence import DECIDED, convergence_curve
 from bayesnas.analysis.marginals import BernoulliMarginal, NormalStrengthMarginal, SiteMarginal
@@ -150,9 +151,11 @@ def plot_theta_histograms(posterior: Any, path: str | os.PathLike, *, bins: int 
         ax.hist(x, bins=bins, range=(0.0, 1.0), color="tab:blue", edgecolor="white", linewidth=0.4)
         ax.axvline(0.5, color="grey", linestyle="--", linewidth=0.8)
         ax.set_xlim(0.0, 1.0)
-        ax.set_title(f"{title}: {x.size} variables, mean {x.mean():.2f}", fontsize=9)
+        # Two lines: a long site name (cell.reduce.n4.inputs) would run into the next panel.
+        ax.set_title(f"{title}\n{x.size} variables, mean {x.mean():.2f}", fontsize=8)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel("count", fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # no 0.5 counts on small sites
     for ax in axes[len(panels):]:
         ax.set_axis_off()
     more = f" (first {len(panels)} of {total} panels)" if total > len(panels) else ""
@@ -201,9 +204,12 @@ def plot_trajectories(history: Iterable[tuple[float, Any]], path: str | os.PathL
     for j in chosen:
         left.plot(steps, traj[:, j], color=colors[j], linewidth=0.7, alpha=0.6, marker=marker, markersize=3)
     if len(names) > 1:
-        for c, name in enumerate(names[:10]):
-            left.plot([], [], color=f"C{c}", label=name)
-        left.legend(fontsize=7, loc="best")
+        # Colours repeat every 10 sites: each entry names every site of its colour.
+        for c in range(min(len(names), 10)):
+            same = names[c::10]
+            label = ", ".join(same[:3]) + (f" (+{len(same) - 3})" if len(same) > 3 else "")
+            left.plot([], [], color=f"C{c}", label=label)
+        left.legend(fontsize=7 if len(names) <= 10 else 6, loc="best")
     sub = f" ({len(chosen)} of {n} variables, evenly spaced)" if len(chosen) < n else ""
     left.set_title(f"Trajectories{sub}", fontsize=10)
     left.set(xlabel="iteration", ylabel=ylabel, ylim=(-0.02, 1.02))
@@ -404,7 +410,10 @@ def plot_heatmap(posterior: Any, path: str | os.PathLike, *, value: str = "prob"
                     names.append(edge if len(sites) == 1 else f"{m.name}: {edge}")
         keep = _most_uncertain(pmax, max_rows)
         sub = f" ({len(keep)} of {len(pmax)} rows, most uncertain)" if len(keep) < len(pmax) else ""
-        title = ", ".join(m.name for m in sites) + sub
+        # Many sites share a label set (10 op sites of the cell space): name the first and last.
+        named = ", ".join(m.name for m in sites) if len(sites) <= 3 else \
+            f"{sites[0].name} … {sites[-1].name} ({len(sites)} sites)"
+        title = named + sub
         panels.append((labels, kind, grid[keep], [names[k] for k in keep], title))
 
     ncols = max(len(p[0]) for p in panels)

@@ -1,8 +1,9 @@
 """Run reports (``bayesnas report RUN_DIR``) and comparisons (``bayesnas compare RUN_DIR...``).
 
 A report reads what a search run wrote (``config.json``, ``metrics.jsonl``,
-``posterior_history.jsonl``, ``posterior.json``, ``results.json``, ``architecture.json``),
-draws the figures of :mod:`bayesnas.analysis.plots` into ``RUN_DIR/report/``, and writes
+``posterior_history.jsonl``, ``posterior.json``, ``results.json``, ``architecture.json``, and
+``genotype.json`` for the cell space), draws the figures of :mod:`bayesnas.analysis.plots`
+(and of :mod:`bayesnas.analysis.genotype_plot`) into ``RUN_DIR/report/``, and writes
 ``RUN_DIR/report.md`` and a self-contained ``RUN_DIR/report.html`` (figures embedded) with
 the configuration, the curves, the architecture, the credible set and the test metrics. A
 run that was killed before it finished still gets a report of what it has.
@@ -23,8 +24,10 @@ from typing import Any
 
 from bayesnas.analysis import plots
 from bayesnas.analysis.convergence import collapse_report, convergence_stats
+from bayesnas.analysis.genotype_plot import choice_probabilities, plot_genotype
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.posterior import Posterior
+from bayesnas.nn.cell_network import decode_genotype, input_labels, unused_nodes
 from bayesnas.runs import MetricsLog, atomic_write_text, read_json
 
 __all__ = ["RunRecord", "Comparison", "load_run", "write_report", "compare_runs", "compare_groups"]
@@ -44,6 +47,7 @@ class RunRecord:
     architecture: dict[str, Any] | None
     posterior: Posterior | None
     history: list[tuple[int, Posterior]]
+    genotype: dict[str, Any] | None = None
 
 
 def _read_optional(path: Path) -> Any:
@@ -69,6 +73,7 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
         architecture=_read_optional(path / "architecture.json"),
         posterior=posterior,
         history=history,
+        genotype=_read_optional(path / "genotype.json"),
     )
 
 
@@ -147,6 +152,18 @@ class _Document:
 
 
 # -- the report --------------------------------------------------------------------------------
+def _genotype_probabilities(run: RunRecord) -> dict[str, Any] | None:
+    """P of each choice of the run's genotype, or ``None`` without a posterior of its sites
+    (``ValueError`` for a genotype that is not one)."""
+    if run.genotype is None or run.posterior is None:
+        return None
+    decode_genotype(run.genotype)  # a bad genotype raises here, not as a missing posterior below
+    try:
+        return choice_probabilities(run.genotype, run.posterior)
+    except (KeyError, ValueError):  # a posterior without the cell space's sites: the cells alone
+        return None
+
+
 def _make_figures(run: RunRecord, fig_dir: Path) -> list[tuple[Path, str]]:
     """Draw every figure the run's data allows; ``(path, caption)`` pairs."""
     post = run.posterior
@@ -155,19 +172,38 @@ def _make_figures(run: RunRecord, fig_dir: Path) -> list[tuple[Path, str]]:
     def draw(name: str, caption: str, fn: Callable[..., Path], *args: Any, **kwargs: Any) -> None:
         made.append((fn(*args, fig_dir / f"{name}.png", **kwargs), caption))
 
+    genotype_drawn = False
+    if run.genotype is not None:
+        try:
+            probs = _genotype_probabilities(run)
+            draw("genotype", "The chosen normal and reduction cells (genotype.json), each arc named by "
+                 "its op" + (" with the posterior probability of its input and of its op." if probs
+                             else "."), plot_genotype, run.genotype, probabilities=probs)
+            genotype_drawn = True
+        except ValueError:  # _genotype_section says what is wrong; the other figures still come
+            pass
+
     if run.metrics:
         draw("learning_curves", "Training loss and validation / test error per epoch.",
              plots.plot_learning_curves, run.metrics)
     if run.history:
-        draw("trajectories", "Posterior over training: θ per variable and Σθ (shirakawa2018 fig. 2).",
-             plots.plot_trajectories, run.history)
+        # Without Bernoulli sites (a categorical space) the figures show max probabilities, not θ.
+        bits = run.history[-1][1].expected_active() is not None
+        draw("trajectories", "Posterior over training: θ per variable and Σθ (shirakawa2018 fig. 2)."
+             if bits else "Posterior over training: P(final most likely value) per variable, and the "
+             "mean max probability.", plots.plot_trajectories, run.history)
         draw("entropy", "Entropy of the posterior and undecided variables (max probability < 0.9).",
              plots.plot_entropy, run.history)
     if post is not None:
-        draw("theta_histograms", "Histograms of θ per site / layer (shirakawa2018 fig. 4).",
+        draw("theta_histograms", "Histograms of θ per site / layer (shirakawa2018 fig. 4)."
+             if post.expected_active() is not None
+             else "Histograms of each variable's max probability per site (shirakawa2018 fig. 4).",
              plots.plot_theta_histograms, post)
-        draw("cell", "The architecture graph; edge widths are posterior probabilities.",
-             plots.plot_cell, post)
+        # Sites without edges draw as chains of their variables, not as a cell: where the
+        # genotype diagram shows the real cell (the cell space), the chains would only mislead.
+        if not (genotype_drawn and all(m.edges is None for m in post)):
+            draw("cell", "The architecture graph; edge widths are posterior probabilities.",
+                 plots.plot_cell, post)
         draw("heatmap", "Marginal probability of every value (op) of every variable (edge).",
              plots.plot_heatmap, post)
         if "normal" in post.families:
@@ -216,6 +252,38 @@ def _credible_section(doc: _Document, post: Posterior, k: int) -> None:
               rows)
 
 
+def _genotype_section(doc: _Document, run: RunRecord) -> None:
+    """The chosen cells of ``genotype.json``: one row per node, and the probability of each choice."""
+    doc.heading("Chosen cells (genotype.json)")
+    try:
+        nodes = decode_genotype(run.genotype)
+        probs = _genotype_probabilities(run)
+    except ValueError as err:
+        doc.paragraph(f"genotype.json is not a valid genotype: {err}", css="warn")
+        return
+
+    def pair(values: Sequence[float]) -> str:
+        return ", ".join(f"{p:.3f}" for p in values)
+
+    rows = []
+    for kind, cell in nodes.items():
+        for i, (inputs, ops) in enumerate(cell):
+            names = ", ".join(input_labels(i)[a] for a in inputs), ", ".join(ops)
+            if probs is None:
+                rows.append([kind, f"n{i}", *names])
+            else:
+                p = probs[kind][i]
+                rows.append([kind, f"n{i}", names[0], pair(p["inputs"]), names[1], pair(p["ops"])])
+    outputs = "; ".join(f"{kind}: c_{{k}} = concat({', '.join(f'n{u}' for u in unused_nodes(cell))})"
+                        for kind, cell in nodes.items())
+    doc.paragraph(f"Each node adds its two inputs, each through its op; the nodes no other node "
+                  f"reads make the cell's output ({outputs}).")
+    header = ["cell", "node", "inputs", "ops"]
+    if probs is not None:
+        header = ["cell", "node", "inputs", "P(inputs)", "ops", "P(ops)"]
+    doc.table(header, rows)
+
+
 def _posterior_section(doc: _Document, post: Posterior) -> None:
     doc.heading("Posterior per variable")
     stats = convergence_stats(post)
@@ -231,8 +299,11 @@ def _posterior_section(doc: _Document, post: Posterior) -> None:
     if collapse.fired:
         doc.paragraph("Warning: " + collapse.message, css="warn")
     elif collapse.edges:
+        # The measure is the drift from uniform (collapse_report), not the mass itself: with 3
+        # parameter-free ops of 5 (the cell space) the uniform start already puts 60% there.
         doc.paragraph(f"No collapse: {collapse.fraction:.0%} of the {len(collapse.edges)} edges that offer "
-                      "a parameter-free op put more than half their mass on it.")
+                      f"a parameter-free op moved more than {collapse.threshold:.0%} of the way from "
+                      "uniform to all their mass on such ops.")
     rows = sorted(post.table(), key=lambda r: r["p_mode"])[:TABLE_ROWS]
     keys = ["site", "index", "edge", "mode", "p_mode", "entropy", "theta", "mu", "sigma", "snr"]
     keys = [k for k in keys if any(k in r for r in rows)]
@@ -267,6 +338,8 @@ def write_report(run_dir: str | os.PathLike, *, credible_k: int = 10) -> dict[st
     if run.architecture is not None:
         doc.heading("Most likely architecture")
         doc.code(json.dumps(run.architecture, sort_keys=True))
+    if run.genotype is not None:
+        _genotype_section(doc, run)
     doc.heading("Figures")
     for path, caption in figures:
         doc.figure(path, f"report/{path.name}", caption)

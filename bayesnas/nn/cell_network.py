@@ -13,6 +13,10 @@ a reduction cell the operations that read a cell input have stride 2. As JSON::
 weight-sharing network of the search, run on one sampled path per forward); with a genotype
 it holds only the chosen ones — a plain ``nn.Module`` built from the JSON alone, no Pyro.
 :meth:`CellNetwork.load_search_weights` copies the search network's weights into it.
+
+For re-training (pdas2019 §4.1, "Training detail") a fixed network also takes
+ScheduledDropPath (``drop_path_prob``, raised by the training loop) and an auxiliary
+classifier after the second reduction cell (``auxiliary=True``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bayesnas.nn.cell_ops import OPS, FactorizedReduce, ReLUConvBN, make_op
+from bayesnas.nn.cell_ops import OPS, FactorizedReduce, Identity, ReLUConvBN, make_op
 
 CELL_KINDS = ("normal", "reduce")
 # One node, decoded: ((input index, input index), (op name, op name)); index 0, 1 = cell inputs.
@@ -70,6 +74,26 @@ def encode_genotype(nodes: Mapping[str, Sequence[Node]]) -> dict[str, list[dict[
                    for i, (inputs, ops) in enumerate(nodes[kind])] for kind in CELL_KINDS}
 
 
+def random_genotype(*, num_nodes: int = 5, generator: torch.Generator) -> dict[str, Any]:
+    """A genotype drawn uniformly from the space (pdas2019 table 1's RANDOM): every input of
+    node i uniform over its i + 2 states, every operation uniform over :data:`OPS`,
+    independently — the distribution of the search's initial θ."""
+    def draw(k: int) -> int:
+        return int(torch.randint(k, (), generator=generator))
+
+    nodes = {kind: [((draw(i + 2), draw(i + 2)), (OPS[draw(len(OPS))], OPS[draw(len(OPS))]))
+                    for i in range(num_nodes)] for kind in CELL_KINDS}
+    return encode_genotype(nodes)
+
+
+def drop_path(x: torch.Tensor, prob: float) -> torch.Tensor:
+    """Zero each example's path with probability ``prob`` and scale the kept ones by
+    1 / (1 − prob), so the expectation is unchanged (ScheduledDropPath, Zoph et al. 2018)."""
+    keep = 1.0 - prob
+    mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
+    return x * mask / keep
+
+
 def unused_nodes(nodes: Sequence[Node]) -> list[int]:
     """The nodes no other node reads: their outputs make the cell's output."""
     read = {a for inputs, _ in nodes for a in inputs}
@@ -111,16 +135,29 @@ class Cell(nn.Module):
         self.combine_bn = nn.BatchNorm2d(c, affine=affine)
 
     def forward(
-        self, s0: torch.Tensor, s1: torch.Tensor, nodes: Sequence[Node] | None = None
+        self,
+        s0: torch.Tensor,
+        s1: torch.Tensor,
+        nodes: Sequence[Node] | None = None,
+        *,
+        drop_prob: float = 0.0,
     ) -> torch.Tensor:
+        """The cell's output; ``drop_prob`` > 0 drops each path between nodes in training,
+        except a stride-1 identity, which has no weights to regularise (as in DARTS' code)."""
         nodes = self.fixed if nodes is None else nodes
         if nodes is None:
             raise ValueError("A search cell needs the nodes of the sampled architecture.")
         states = [self.pre0(s0), self.pre1(s1)]
         for i, (inputs, ops) in enumerate(nodes):
-            states.append(sum(
-                self.ops[i][j][op](states[a], stride=2 if self.reduction and a < 2 else 1)
-                for j, (a, op) in enumerate(zip(inputs, ops, strict=True))))
+            total = 0
+            for j, (a, name) in enumerate(zip(inputs, ops, strict=True)):
+                stride = 2 if self.reduction and a < 2 else 1
+                op = self.ops[i][j][name]
+                h = op(states[a], stride=stride)
+                if drop_prob > 0 and self.training and not (isinstance(op, Identity) and stride == 1):
+                    h = drop_path(h, drop_prob)
+                total = total + h
+            states.append(total)
         unused = unused_nodes(nodes)
         weight = self.combine
         if self.fixed is None:  # the search cell's 1×1 conv has columns for every node
@@ -128,6 +165,24 @@ class Cell(nn.Module):
             weight = torch.cat([self.combine[:, i * c : (i + 1) * c] for i in unused], dim=1)
         h = torch.cat([states[i + 2] for i in unused], dim=1)
         return self.combine_bn(F.conv2d(F.relu(h), weight))
+
+
+class AuxiliaryHead(nn.Module):
+    """The auxiliary classifier (Szegedy et al. 2016) on the second reduction cell's output:
+    ReLU, average pooling to a 2×2 grid, 1×1 conv to 128, BN, ReLU, 2×2 conv to 768, BN, ReLU,
+    linear. DARTS' CIFAR head pools 8×8 maps with a 5×5 window at stride 3 (also 2×2 out);
+    the adaptive pooling gives the same grid for any input size (8×8 digits end at 2×2)."""
+
+    def __init__(self, c: int, num_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+            nn.Conv2d(c, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),
+            nn.Conv2d(128, 768, 2, bias=False), nn.BatchNorm2d(768), nn.ReLU())
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
 
 
 class CellNetwork(nn.Module):
@@ -144,6 +199,11 @@ class CellNetwork(nn.Module):
             §4.1 "we fix affine parameters of batch normalizations").
         genotype: a JSON genotype (fixed network), or ``None`` (the search network).
         stem_multiplier: the stem outputs ``stem_multiplier · C`` channels.
+        auxiliary: add the :class:`AuxiliaryHead` after the second reduction cell (re-training;
+            its logits come from :meth:`forward_with_auxiliary`).
+
+    ``drop_path_prob`` (an attribute, 0 at first) is the ScheduledDropPath rate the training
+    loop raises from 0 to its maximum (pdas2019: 0.3); it acts in training mode only.
     """
 
     def __init__(
@@ -157,6 +217,7 @@ class CellNetwork(nn.Module):
         affine: bool = True,
         genotype: Mapping[str, Any] | None = None,
         stem_multiplier: int = 3,
+        auxiliary: bool = False,
     ) -> None:
         super().__init__()
         for name, value, low in (("in_channels", in_channels, 1), ("num_classes", num_classes, 2),
@@ -188,13 +249,35 @@ class CellNetwork(nn.Module):
                 c_pp, c_p = c_p, c
         self.cells = nn.ModuleList(cells)
         self.classifier = nn.Linear(c_p, num_classes)
+        if auxiliary and genotype is None:
+            raise ValueError("The auxiliary head is for re-training a fixed network: pass a genotype "
+                             "with auxiliary=True (got genotype=None).")
+        # The second reduction cell: index 2N + 1, with 4C channels.
+        self._auxiliary_after = 2 * normal_cells + 1
+        self.auxiliary = AuxiliaryHead(4 * channels, num_classes) if auxiliary else None
+        self.drop_path_prob = 0.0
+
+    def forward_with_auxiliary(
+        self, x: torch.Tensor, nodes: Mapping[str, Sequence[Node]] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits ``(N, num_classes)`` and the auxiliary head's (``None`` without the head)."""
+        s0 = s1 = self.stem(x)
+        aux = None
+        for k, (kind, cell) in enumerate(zip(self.kinds, self.cells, strict=True)):
+            s0, s1 = s1, cell(s0, s1, None if nodes is None else nodes[kind], drop_prob=self.drop_path_prob)
+            if self.auxiliary is not None and k == self._auxiliary_after:
+                aux = self.auxiliary(s1)
+        return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1)), aux
 
     def forward(self, x: torch.Tensor, nodes: Mapping[str, Sequence[Node]] | None = None) -> torch.Tensor:
         """Logits ``(N, num_classes)``; the search network needs the sampled ``nodes``."""
-        s0 = s1 = self.stem(x)
-        for kind, cell in zip(self.kinds, self.cells, strict=True):
-            s0, s1 = s1, cell(s0, s1, None if nodes is None else nodes[kind])
-        return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+        return self.forward_with_auxiliary(x, nodes)[0]
+
+    def num_parameters(self, *, auxiliary: bool = False) -> int:
+        """Weights of the network; the auxiliary head's only with ``auxiliary=True`` (it is
+        dropped after training, so papers' parameter counts leave it out)."""
+        head = set() if auxiliary or self.auxiliary is None else {id(p) for p in self.auxiliary.parameters()}
+        return sum(p.numel() for p in self.parameters() if id(p) not in head)
 
     def load_search_weights(self, search: CellNetwork) -> CellNetwork:
         """Copy the weights and BatchNorm statistics of the chosen operations from the search
@@ -205,6 +288,8 @@ class CellNetwork(nn.Module):
         source = search.state_dict()
         target = self.state_dict()
         for key, value in target.items():
+            if key.startswith("auxiliary."):  # re-training only: the search has no such head
+                continue
             if key not in source:
                 raise ValueError(f"The search network has no {key!r}: is it built with the same options?")
             src = source[key]
