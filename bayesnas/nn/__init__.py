@@ -8,6 +8,7 @@ from bayesnas.nn.cell_network import (
     decode_genotype,
     encode_genotype,
     input_labels,
+    random_genotype,
     unused_nodes,
 )
 from bayesnas.nn.cell_ops import OPS, make_op
@@ -21,5 +22,6 @@ __all__ = [
     "encode_genotype",
     "input_labels",
     "make_op",
+    "random_genotype",
     "unused_nodes",
 ]
