@@ -41,6 +41,7 @@ __all__ = [
     "architecture_to_tensors",
     "save_architecture",
     "load_architecture",
+    "regression_likelihood",
 ]
 
 
@@ -328,3 +329,20 @@ def classification_likelihood(logits: torch.Tensor, y: torch.Tensor | None) -> N
     """
     if y is not None:
         pyro.sample("obs", dist.Categorical(logits=logits).to_event(1), obs=y)
+
+
+def regression_likelihood(pred: torch.Tensor, target: torch.Tensor | None) -> None:
+    """Declare ``target ~ Normal(pred, σ = 1/√2)`` over every element of every architecture.
+
+    ``pred`` has shape ``(S, N, ...)``; ``target`` ``(N, ...)`` (shared by the S architectures)
+    or ``(S, N, ...)``. Everything but the arch dimension is the event, so
+    :func:`bayesnas.infer.losses.per_architecture_loss`, which divides −log p by the event's
+    number of elements, is the per-architecture mean squared error plus a constant:
+    (y − μ)²/(2σ²) + log σ + ½ log 2π = (y − μ)² + ½ log π with σ² = ½. Ranking the
+    architectures by it is ranking by the MSE loss of pdas2019 §4.2 ("Training Detail").
+    The site is only declared when a target is given.
+    """
+    if target is not None:
+        scale = torch.full((), 2.0**-0.5, dtype=pred.dtype, device=pred.device)
+        obs = target.expand_as(pred) if target.dim() < pred.dim() else target
+        pyro.sample("obs", dist.Normal(pred, scale).to_event(pred.dim() - 1), obs=obs)

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import re
 import shlex
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -35,6 +36,7 @@ __all__ = [
     "base_config",
     "command_line",
     "default_jobs",
+    "gap_and_standard_error",
     "results_dir",
     "run_all",
     "run_resumably",
@@ -209,6 +211,16 @@ def command_line(argv: Sequence[str] | None = None) -> str:
     """The command that produced a result, as typed."""
     argv = list(sys.argv if argv is None else argv)
     return " ".join(shlex.quote(a) for a in ["python", *argv])
+
+
+def gap_and_standard_error(higher: Sequence[float], lower: Sequence[float]) -> tuple[float, float]:
+    """mean(higher) − mean(lower) over the seeds, and the standard error of that gap (NaN with
+    fewer than two seeds a side). A claim "A beats B" holds on a run when the gap in A's favour
+    exceeds its standard error, not for any difference of the means."""
+    gap = statistics.fmean(higher) - statistics.fmean(lower)
+    if len(higher) < 2 or len(lower) < 2:
+        return gap, float("nan")
+    return gap, (statistics.variance(higher) / len(higher) + statistics.variance(lower) / len(lower)) ** 0.5
 
 
 def write_markdown(path: str | Path, sections: Sequence[str]) -> Path:

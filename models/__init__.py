@@ -2,6 +2,7 @@
 
 from bayesnas.models.activation_select import ActivationSelectMLP
 from bayesnas.models.densenet_connections import DenseNetConnections
+from bayesnas.models.inpainting_space import InpaintingSearchSpace
 from bayesnas.models.layer_skip import LayerSkipMLP
 from bayesnas.models.registry import SearchSpace, available_spaces, get_space
 from bayesnas.models.stochastic_net import StochasticNetMLP
@@ -10,6 +11,7 @@ from bayesnas.models.unit_select import UnitSelectMLP
 __all__ = [
     "ActivationSelectMLP",
     "DenseNetConnections",
+    "InpaintingSearchSpace",
     "LayerSkipMLP",
     "SearchSpace",
     "StochasticNetMLP",

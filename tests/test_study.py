@@ -38,3 +38,13 @@ def test_parallel_study_repeats_the_sequential_one_exactly(tmp_path):
 def test_jobs_must_be_a_positive_integer(tmp_path):
     with pytest.raises(ValueError, match="`jobs` must be an integer >= 1, but got jobs=0"):
         run_study(_arms(), seeds=[0], out=tmp_path, jobs=0)
+
+
+def test_gap_and_standard_error_closed_form():
+    from bayesnas.study import gap_and_standard_error
+
+    gap, se = gap_and_standard_error([3.0, 5.0], [1.0, 2.0, 3.0])
+    # means 4 and 2; sample variances 2 and 1: se = sqrt(2/2 + 1/3)
+    assert gap == 2.0 and abs(se - (1 + 1 / 3) ** 0.5) < 1e-12
+    gap, se = gap_and_standard_error([1.0], [0.0, 2.0])
+    assert gap == 0.0 and se != se  # NaN: one seed has no spread to compare against
