@@ -37,6 +37,7 @@ __all__ = [
     "command_line",
     "default_jobs",
     "gap_and_standard_error",
+    "separated",
     "results_dir",
     "run_all",
     "run_resumably",
@@ -216,11 +217,21 @@ def command_line(argv: Sequence[str] | None = None) -> str:
 def gap_and_standard_error(higher: Sequence[float], lower: Sequence[float]) -> tuple[float, float]:
     """mean(higher) − mean(lower) over the seeds, and the standard error of that gap (NaN with
     fewer than two seeds a side). A claim "A beats B" holds on a run when the gap in A's favour
-    exceeds its standard error, not for any difference of the means."""
+    is at least :data:`SEPARATION` standard errors, not for any difference of the means."""
     gap = statistics.fmean(higher) - statistics.fmean(lower)
     if len(higher) < 2 or len(lower) < 2:
         return gap, float("nan")
     return gap, (statistics.variance(higher) / len(higher) + statistics.variance(lower) / len(lower)) ** 0.5
+
+
+# A claim "A beats B" counts as reproduced when A's gap is at least this many standard errors:
+# beyond the seed-to-seed noise, though with three seeds still far from a significance test.
+SEPARATION = 2.0
+
+
+def separated(gap: float, standard_error: float) -> bool:
+    """Whether ``gap`` is at least :data:`SEPARATION` standard errors (never, with NaN)."""
+    return gap >= SEPARATION * standard_error
 
 
 def write_markdown(path: str | Path, sections: Sequence[str]) -> Path:

@@ -30,6 +30,7 @@ from bayesnas.nn.cell_network import random_genotype
 from bayesnas.retrain import RetrainConfig, load_genotype
 from bayesnas.runs import MetricsLog, read_json
 from bayesnas.study import (
+    SEPARATION,
     Arm,
     base_config,
     command_line,
@@ -38,6 +39,7 @@ from bayesnas.study import (
     results_dir,
     run_all,
     run_study,
+    separated,
     study_parser,
     write_markdown,
 )
@@ -149,10 +151,10 @@ def findings(rows: dict[str, list[dict]]) -> list[str]:
     a = [r["test_error"] for r in searched]
     b = [r["test_error"] for r in random_]
     gap, se = gap_and_standard_error(b, a)
-    verdict = "**reproduced**" if gap > se else "**not reproduced**"
+    verdict = "**reproduced**" if separated(gap, se) else "**not reproduced**"
     return [f"Claim: {pdas} re-trains to a lower test error than {rand}. Here: {statistics.fmean(a):.4f} vs "
-            f"{statistics.fmean(b):.4f} over {len(a)} seeds, a gap of {gap:.4f} against a standard error "
-            f"of the gap of {se:.4f}: {verdict}."]
+            f"{statistics.fmean(b):.4f} over {len(a)} seeds, a gap of {gap:.4f} = {gap / se:.1f} standard "
+            f"errors (reproduced from {SEPARATION:g}): {verdict}."]
 
 
 def main(argv: list[str] | None = None) -> dict:

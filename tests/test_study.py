@@ -48,3 +48,9 @@ def test_gap_and_standard_error_closed_form():
     assert gap == 2.0 and abs(se - (1 + 1 / 3) ** 0.5) < 1e-12
     gap, se = gap_and_standard_error([1.0], [0.0, 2.0])
     assert gap == 0.0 and se != se  # NaN: one seed has no spread to compare against
+
+
+def test_a_claim_needs_a_gap_of_two_standard_errors():
+    from bayesnas.study import separated
+
+    assert separated(2.0, 1.0) and not separated(1.9, 1.0) and not separated(1.0, float("nan"))

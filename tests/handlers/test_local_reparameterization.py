@@ -76,8 +76,12 @@ def test_analytic_moments_with_a_normal_bias():
     _assert_moments(mean, var, *_weight_mc(op, x, loc, scale, bias, kwargs, bias_scale=bias_scale))
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("case", list(CASES))
-def test_handler_output_matches_weight_sampling(case):
+def test_handler_output_matches_weight_sampling(case, device):
     """End to end: a Normal site under the handler, the helper on N copies of each input.
 
     The LRT draws fresh noise per output element, so N identical inputs are N independent
@@ -88,9 +92,10 @@ def test_handler_output_matches_weight_sampling(case):
     xs = x.unsqueeze(0).expand(N, *x.shape).reshape(N * x.shape[0], *x.shape[1:])
     torch.manual_seed(2)
     with local_reparameterization():
-        w = pyro.sample("w", dist.Normal(loc, scale).to_event(loc.dim()))
-        out = helper(xs, w, bias, **kwargs)
-    out = out.reshape(N, x.shape[0], *out.shape[1:])
+        w = pyro.sample("w", dist.Normal(loc.to(device), scale.to(device)).to_event(loc.dim()))
+        out = helper(xs.to(device), w, bias.to(device), **kwargs)
+    assert out.device.type == device
+    out, w = out.cpu().reshape(N, x.shape[0], *out.shape[1:]), w.cpu()
     mean, var = lrt_moments(op, x, loc, scale, bias, **kwargs)
     _assert_moments(mean, var, out.mean(0), out.var(0))  # handler output has the analytic moments
     _assert_moments(out.mean(0), out.var(0), mc_mean, mc_var, estimates=2)  # and matches weight sampling
