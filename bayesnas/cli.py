@@ -12,6 +12,15 @@ from pathlib import Path
 from bayesnas.runner import LR_SCHEDULES, METHODS, SearchConfig, run_search
 
 
+def _add_run_options(p: argparse.ArgumentParser, *, dataset: str, what: str) -> None:
+    """Where a run goes and what it reads: the options every training command shares."""
+    p.add_argument("--out", help="run directory (required unless --resume)")
+    p.add_argument("--resume", metavar="RUN_DIR", help=f"continue the killed {what} in RUN_DIR")
+    p.add_argument("--dataset", default=dataset, help="see `bayesnas datasets`")
+    p.add_argument("--data-dir", default=None, help="where torchvision datasets live")
+    p.add_argument("--download", action="store_true", help="let torchvision download the data")
+
+
 def _add_search(sub: argparse._SubParsersAction) -> None:
     d = SearchConfig()
     p = sub.add_parser(
@@ -20,11 +29,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("space", help="search space (see `bayesnas spaces`)")
-    p.add_argument("--out", help="run directory (required unless --resume)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the killed run in RUN_DIR")
-    p.add_argument("--dataset", default=d.dataset, help="see `bayesnas datasets`")
-    p.add_argument("--data-dir", default=None, help="where torchvision datasets live")
-    p.add_argument("--download", action="store_true", help="let torchvision download the data")
+    _add_run_options(p, dataset=d.dataset, what="run")
     p.add_argument("--method", choices=METHODS, default=d.method,
                    help="search θ, or a baseline: θ fixed at 0.5 (stochastic), every bit on (fixed)")
     p.add_argument("--fixed-value", type=int, default=d.fixed_value,
@@ -74,11 +79,7 @@ def _add_retrain(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("genotype", nargs="?",
                    help="a genotype.json, or the run directory of an enas-cells search")
-    p.add_argument("--out", help="run directory (required unless --resume)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the killed re-training in RUN_DIR")
-    p.add_argument("--dataset", default=d.dataset, help="see `bayesnas datasets`")
-    p.add_argument("--data-dir", default=None, help="where torchvision datasets live")
-    p.add_argument("--download", action="store_true", help="let torchvision download the data")
+    _add_run_options(p, dataset=d.dataset, what="re-training")
     p.add_argument("--channels", type=int, default=d.channels,
                    help="C of the first cells (paper: ~3 M weights)")
     p.add_argument("--cells", type=int, default=d.normal_cells, dest="normal_cells",

@@ -9,7 +9,8 @@
    0.025 → 0 on a cosine schedule (Loshchilov & Hutter 2017, no restart), gradient clipping at
    norm 5, mini-batches of 16 ("Training Detail");
 2. **export** of the most likely architecture as ``genotype.json`` (and ``architecture.json``,
-   ``posterior.json``);
+   ``posterior.json``; the posterior at the start and after every search epoch is in
+   ``posterior_history.jsonl``, as a search run of :mod:`bayesnas.runner` writes it);
 3. **re-training** (``retrain-searched/``) of :class:`~bayesnas.nn.cae.SymmetricCAE` built from
    ``genotype.json`` alone, freshly initialised, on all training images with the same
    optimizer settings for ``retrain_iterations``;
@@ -51,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.image_quality import psnr, ssim
 from bayesnas.data.masks import MASKS, apply_mask, make_masks
 from bayesnas.nn.cae import DEFAULT_CHANNELS, SymmetricCAE, genotype_from_arch, search_variables
@@ -296,18 +298,29 @@ class InpaintingRun:
     # -- a resumable loop --------------------------------------------------------------------
     def _loop(self, phase: Path, total: int, per_epoch: int, step: Callable[[int], float],
               state: Callable[[], dict[str, Any]], load: Callable[[dict[str, Any]], None],
-              progress: bool, desc: str, extra: Callable[[], dict[str, Any]] | None = None) -> None:
+              progress: bool, desc: str, extra: Callable[[], dict[str, Any]] | None = None,
+              posterior: Callable[[], Any] | None = None) -> None:
         """Iterations ``[start, total)`` of ``step``, checkpointed every ``checkpoint_every``
-        (default ``per_epoch``) iterations and at the end; continues from a checkpoint."""
+        (default ``per_epoch``) iterations and at the end; continues from a checkpoint.
+
+        With ``posterior``, its snapshot at the start (epoch 0) and after every checkpointed
+        chunk goes to ``OUT/posterior_history.jsonl``, as :mod:`bayesnas.runner` writes it."""
         ckpt = phase / "checkpoint.pt"
         log = MetricsLog(phase / "metrics.jsonl")
+        history = PosteriorHistory(self.out / HISTORY_FILE) if posterior is not None else None
         start = 0
         if ckpt.exists():
             saved = load_checkpoint(ckpt)
             load(saved)
             start = int(saved["iteration"])
         every = self.config.checkpoint_every or per_epoch
-        log.truncate_after(start // every if start < total else math.ceil(total / every))
+        done = start // every if start < total else math.ceil(total / every)
+        log.truncate_after(done)
+        if history is not None:
+            # A resumed run's history is cut back to its checkpoint; a fresh one starts at epoch 0.
+            history.truncate_after(done if start > 0 else -1)
+            if start == 0:
+                history.append_posterior(epoch=0, iteration=0, posterior=posterior())
         losses: list[float] = []
         begin = time.perf_counter()
         bar = tqdm(range(start, total), total=total, initial=start, disable=not progress, desc=desc,
@@ -321,7 +334,9 @@ class InpaintingRun:
                 row = {"epoch": math.ceil((it + 1) / every), "iteration": it + 1,
                        "train_mse": sum(losses) / len(losses), "seconds": time.perf_counter() - begin,
                        **(extra() if extra is not None else {})}
-                log.append(row)  # the log first: a run killed in between cuts it back on resume
+                log.append(row)  # the logs first: a run killed in between cuts them back on resume
+                if history is not None:
+                    history.append_posterior(epoch=row["epoch"], iteration=it + 1, posterior=posterior())
                 save_checkpoint(ckpt, {**state(), "iteration": it + 1})
                 bar.set_postfix(mse=f"{row['train_mse']:.4f}")
                 losses, begin = [], time.perf_counter()
@@ -382,7 +397,7 @@ class InpaintingRun:
             return {**row, "theta_lr": [o.param_groups[0]["lr"] for o in arch_optimizers]}
 
         self._loop(phase, c.search_iterations, weight_batches.steps_per_epoch, step, state, load, progress,
-                   "search", stats)
+                   "search", stats, lambda: Posterior.from_guide(guide))
         arch = tensors_to_architecture(guide.mode())
         genotype = space.genotype(arch)
         save_architecture(arch, self.out / "architecture.json")

@@ -33,7 +33,14 @@ from bayesnas.data.batches import batches
 from bayesnas.data.cutout import cutout
 from bayesnas.infer.predict import error_rate
 from bayesnas.nn.cell_network import CellNetwork, decode_genotype
-from bayesnas.runs import MetricsLog, load_checkpoint, read_json, save_checkpoint, write_json
+from bayesnas.runs import (
+    MetricsLog,
+    config_from_dict,
+    load_checkpoint,
+    read_json,
+    save_checkpoint,
+    write_json,
+)
 
 
 @dataclass
@@ -86,11 +93,7 @@ class RetrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RetrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Unknown config keys {unknown}. Known keys: {sorted(known)}.")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 def load_genotype(path: str | Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import dataclasses
 import itertools
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +45,14 @@ from bayesnas.infer import (
 )
 from bayesnas.infer.predict import error_rate
 from bayesnas.models import get_space
-from bayesnas.runs import MetricsLog, load_checkpoint, read_json, save_checkpoint, write_json
+from bayesnas.runs import (
+    MetricsLog,
+    config_from_dict,
+    load_checkpoint,
+    read_json,
+    save_checkpoint,
+    write_json,
+)
 from bayesnas.sites import discover_sites, save_architecture, tensors_to_architecture
 
 METHODS = ("search", "stochastic", "fixed")
@@ -147,12 +154,8 @@ class SearchConfig:
                              f"or clip_norm=None (got clip_norm={self.clip_norm}).")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SearchConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Unknown config keys {unknown}. Known keys: {sorted(known)}.")
-        return cls(**d)
+    def from_dict(cls, d: Mapping[str, Any]) -> SearchConfig:
+        return config_from_dict(cls, d)
 
 
 def _flat(x: torch.Tensor, flatten: bool) -> torch.Tensor:

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+
+Config = TypeVar("Config")
+
+
+def config_from_dict(cls: type[Config], d: Mapping[str, Any]) -> Config:
+    """``cls(**d)`` for a configuration dataclass, refusing unknown keys by name (a typo, or a
+    config.json written by another version): a run never starts from a silently dropped key."""
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"Unknown config keys {unknown}. Known keys: {sorted(known)}.")
+    return cls(**d)
 
 
 def _atomic_replace(path: str | os.PathLike, write: Any, mode: str) -> None:

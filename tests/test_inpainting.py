@@ -328,6 +328,15 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, mo
     for log in ("search/metrics.jsonl", "retrain-searched/metrics.jsonl"):
         assert _rows(tmp_path / "cut" / log) == _rows(tmp_path / "full" / log)
     assert len(_rows(tmp_path / "full" / "search" / "metrics.jsonl")) == 3
+    # The posterior after every search epoch (and at the start), as bayesnas.runner logs it.
+    history = (tmp_path / "full" / "posterior_history.jsonl").read_text()
+    assert (tmp_path / "cut" / "posterior_history.jsonl").read_text() == history
+    rows = [json.loads(line) for line in history.splitlines()]
+    assert [(r["epoch"], r["iteration"]) for r in rows] == [(0, 0), (1, 2), (2, 4), (3, 6)]
+    final = json.loads((tmp_path / "full" / "posterior.json").read_text())
+    assert sorted(rows[-1]["posterior"]) == sorted(final)
+    for name, site in final.items():
+        assert rows[-1]["posterior"][name]["theta"] == pytest.approx(site["theta"]), name
     searched = json.loads((tmp_path / "full" / "genotype.json").read_text())
     assert full["searched"]["genotype"] == searched  # re-trained from the exported JSON
     assert all(math.isfinite(r[k]) for r in [full["searched"], *full["random"]] for k in ("psnr", "ssim"))
