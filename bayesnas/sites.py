@@ -8,7 +8,8 @@ guide, so a model written once serves λ search samples, S = 100 stochastic-pred
 and the single fixed network (S = 1) alike.
 
 An architecture is a plain mapping ``site name -> value`` (ints, or nested lists of ints for
-vector sites); it round-trips through JSON and replays into the model with
+vector sites; the op strengths α of a "normal" site as nested lists of floats, or one op
+index per edge); it round-trips through JSON and replays into the model with
 :func:`fixed_architecture` (``poutine.condition``).
 """
 
@@ -24,6 +25,10 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import Message
+
+from bayesnas.distributions import LogUniform
 
 ARCH_PLATE = "arch"
 Architecture = dict[str, Any]
@@ -36,6 +41,7 @@ __all__ = [
     "bernoulli",
     "categorical",
     "shared_bernoulli",
+    "normal_strength",
     "discover_sites",
     "fixed_architecture",
     "architecture_to_tensors",
@@ -51,16 +57,21 @@ class SiteSpec:
 
     Attributes:
         name: the stable hierarchical site name, e.g. ``"cell.normal.n2.op0"``.
-        family: ``"bernoulli"``, ``"shared-bernoulli"`` or ``"categorical"``.
+        family: ``"bernoulli"``, ``"shared-bernoulli"``, ``"categorical"`` or ``"normal"``
+            (continuous op strengths α, :func:`normal_strength`).
         shape: the shape of the site's *value*, without the leading architecture dimension.
             For a shared-rate Bernoulli site it is ``(*groups, group_size)``: one 0/1 value
             per unit (a value of the model), while θ has the group shape ``shape[:-1]``
             (:attr:`theta_shape`).
-        num_categories: K for a categorical site, ``None`` for a Bernoulli or shared-rate one.
-        choices: optional human-readable labels of the K categories (of 0 and 1 for a bit).
+            For a "normal" site it is the shape of α, ``(*edges, K)``: one strength per op.
+        num_categories: K for a categorical or "normal" site (the number of ops, the last
+            dimension of α), ``None`` for a Bernoulli or shared-rate one.
+        choices: optional human-readable labels of the K categories (of 0 and 1 for a bit; the
+            K op names of a "normal" site).
         edges: optional ``(source, target)`` node names, one per variable in flattened order:
             the graph the site's choices live on, for cell diagrams (``bayesnas.analysis``).
-            The variables of a shared-rate site are its units, so it needs one per unit.
+            The variables of a shared-rate site are its units, so it needs one per unit; those
+            of a "normal" site are its edges (``shape[:-1]``), each choosing among K ops.
         group_size: U, the number of units that share one rate, for a shared-rate Bernoulli
             site (shirakawa2018 §III); ``None`` for the other families.
     """
@@ -213,6 +224,64 @@ def categorical(
     return pyro.sample(name, prior.to_event(len(shape)), infer=infer)
 
 
+def normal_strength(
+    name: str,
+    shape: Sequence[int] | int,
+    *,
+    labels: Sequence[str] | None = None,
+    edges: Sequence[tuple[str, str]] | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Declare continuous op strengths α with the improper log-uniform prior (vinnas2020 eq. 4).
+
+    ``shape`` is ``(*edges, K)``: one relevance α^{i,j}_k per op k of every edge (i, j), with
+    ``p(α) ∝ 1/|α|`` elementwise. Returns a float tensor of shape ``(S, *shape)``. ``labels``
+    names the K ops; ``edges`` places each edge (``prod(shape[:-1])`` of them, flattened
+    order) on a graph, for the cell diagrams.
+
+    The prior is improper and cannot be sampled, so a guide must provide the site
+    (:class:`bayesnas.guides.NormalGuide`, a mean-field Normal, vinnas2020 eq. 5), or the site
+    is conditioned on a value (:func:`fixed_architecture`); :func:`discover_sites` values it
+    with ones (every op at full strength) while it looks at the model. With
+    ``TraceMeanField_ELBO`` the KL(Normal ‖ LogUniform) term is the analytic approximation
+    registered in :mod:`bayesnas.distributions.kl` (the γ₂ term of vinnas2020 eq. 8).
+    """
+    shape = _check_shape(shape)
+    if not shape or shape[-1] < 2:
+        raise ValueError(
+            f"Op strengths need shape (*edges, K) with K >= 2 ops in the last dimension, but got "
+            f"shape={shape} for {name!r}."
+        )
+    names = None if labels is None else tuple(str(c) for c in labels)
+    if names is not None and len(names) != shape[-1]:
+        raise ValueError(
+            f"Site {name!r} has K={shape[-1]} ops (the last dimension of its shape), so `labels` "
+            f"needs {shape[-1]} names, but got {len(names)}: {list(names)}."
+        )
+    # The variables of the analysis are the edges (each picks one of K ops), so `edges` is
+    # checked against shape[:-1], not against the number of α entries.
+    infer = _labels_and_edges(name, shape[:-1], names, edges)
+    infer["device"] = None if device is None else str(device)  # for discover_sites' placeholder
+    return pyro.sample(name, LogUniform(shape).to_event(len(shape)), infer=infer)
+
+
+class _ImproperPlaceholder(Messenger):
+    """Values unobserved arch sites with an improper prior (``LogUniform``) by ones.
+
+    ``discover_sites`` runs the model without a guide; a log-uniform site cannot be sampled,
+    and its value only matters for the shapes of the forward pass, so α = 1 (every op at full
+    strength) lets the model run through. ``Message`` fields used: ``fn`` (its base is checked
+    and its ``shape()`` gives the value's shape), ``infer`` (``arch`` and ``device``),
+    ``is_observed`` and ``value`` (left alone when already set); ``value`` is set here.
+    """
+
+    def _pyro_sample(self, msg: Message) -> None:
+        if msg["is_observed"] or msg["value"] is not None or not msg["infer"].get("arch"):
+            return
+        if isinstance(_base(msg["fn"]), LogUniform):
+            msg["value"] = torch.ones(msg["fn"].shape(), device=msg["infer"].get("device"))
+
+
 def _base(fn: dist.Distribution) -> dist.Distribution:
     # Unwrap Independent / Expanded / MaskedDistribution down to the family.
     while hasattr(fn, "base_dist"):
@@ -222,7 +291,8 @@ def _base(fn: dist.Distribution) -> dist.Distribution:
 
 def discover_sites(model: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, SiteSpec]:
     """Run ``model(*args, **kwargs)`` once (S = 1) and describe every arch site it declares."""
-    with poutine.block(), poutine.trace() as tracer, arch_plate(1):
+    # The placeholder sits outside the plate so it sees the plate-broadcast shape (1, *shape).
+    with poutine.block(), poutine.trace() as tracer, _ImproperPlaceholder(), arch_plate(1):
         model(*args, **kwargs)
     specs: dict[str, SiteSpec] = {}
     for name, node in tracer.trace.nodes.items():
@@ -246,10 +316,17 @@ def discover_sites(model: Callable[..., Any], *args: Any, **kwargs: Any) -> dict
         elif isinstance(base, torch.distributions.Categorical):
             k = int(base.probs.shape[-1])
             specs[name] = SiteSpec(name, "categorical", shape, k, labels, edges)
+        elif isinstance(base, LogUniform):
+            if len(shape) < 1 or shape[-1] < 2:
+                raise TypeError(
+                    f"Op-strength arch site {name!r} needs event shape (*edges, K) with K >= 2, "
+                    f"but got {shape}; declare it with bayesnas.sites.normal_strength."
+                )
+            specs[name] = SiteSpec(name, "normal", shape, shape[-1], labels, edges)
         else:
             raise TypeError(
                 f"Arch site {name!r} has an unsupported distribution {type(base).__name__}; "
-                "use bayesnas.sites.bernoulli, shared_bernoulli or categorical."
+                "use bayesnas.sites.bernoulli, shared_bernoulli, categorical or normal_strength."
             )
     return specs
 
@@ -269,6 +346,9 @@ def architecture_to_tensors(
         raise KeyError(f"The architecture gives no value for the arch sites {missing}.")
     out = {}
     for name, spec in specs.items():
+        if spec.family == "normal":
+            out[name] = _strengths(name, arch[name], spec, device).unsqueeze(0)
+            continue
         dtype = torch.long if spec.family == "categorical" else torch.get_default_dtype()
         value = torch.as_tensor(arch[name], dtype=dtype, device=device)
         if tuple(value.shape) != spec.shape:
@@ -292,9 +372,44 @@ def architecture_to_tensors(
     return out
 
 
+def _strengths(name: str, given: Any, spec: SiteSpec, device: torch.device | str | None) -> torch.Tensor:
+    """α of a "normal" site from an architecture: the strengths themselves, shape
+    ``(*edges, K)``, or one op index per edge, shape ``(*edges,)`` (e.g. ``Posterior.mode()``
+    or the SNR selection of vinnas2020 alg. 1, line 21), which becomes one-hot α: the chosen
+    op at strength 1, the others off."""
+    value = torch.as_tensor(given, device=device)
+    k = int(spec.num_categories or spec.shape[-1])
+    if tuple(value.shape) == spec.shape:
+        return value.to(torch.get_default_dtype())
+    if tuple(value.shape) == spec.shape[:-1]:
+        if value.is_floating_point() and not bool((value == value.round()).all()):
+            raise ValueError(
+                f"Op-strength site {name!r} takes α of shape {spec.shape} or one op index per "
+                f"edge, but got non-integer indices {given}."
+            )
+        index = value.long()
+        if not bool(((index >= 0) & (index < k)).all()):
+            raise ValueError(f"Op-strength site {name!r} takes op indices in [0, {k}), but got {given}.")
+        return torch.nn.functional.one_hot(index, k).to(torch.get_default_dtype())
+    raise ValueError(
+        f"Arch site {name!r} has shape {spec.shape} (α) or {spec.shape[:-1]} (op indices), but the "
+        f"architecture gives a value of shape {tuple(value.shape)}."
+    )
+
+
 def tensors_to_architecture(values: Mapping[str, torch.Tensor]) -> Architecture:
-    """Plain ``name -> int | nested list`` mapping from tensors of one architecture."""
-    return {name: torch.as_tensor(v).detach().cpu().long().tolist() for name, v in values.items()}
+    """Plain ``name -> int | float | nested list`` mapping from tensors of one architecture.
+
+    Integer-valued tensors (bits, indices) become ints; a floating tensor with fractional
+    entries (the op strengths α of a "normal" site, e.g. a ``NormalGuide``'s mode μ) keeps its
+    floats, which truncating to ints would silently destroy.
+    """
+    out: Architecture = {}
+    for name, v in values.items():
+        v = torch.as_tensor(v).detach().cpu()
+        fractional = v.is_floating_point() and not bool((v == v.round()).all())
+        out[name] = v.tolist() if fractional else v.long().tolist()
+    return out
 
 
 def fixed_architecture(

@@ -3,13 +3,16 @@
 Each guide is a distribution over some arch sites, held in expectation parameters θ, that
 samples every site directly from its own family. :func:`auto_guide` builds the default guide
 for a model: Bernoulli θ for Bernoulli sites, one rate per group for shared-rate Bernoulli
-sites, categorical θ for categorical ones.
+sites, categorical θ for categorical ones, a mean-field Normal (μ, log σ²) for the op
+strengths of "normal" sites (vinnas2020); :class:`NormalWeightGuide` makes a module's
+weights Bayesian.
 """
 
 from bayesnas.guides.base import ExpectationGuide, GuideList, auto_guide
 from bayesnas.guides.bernoulli import BernoulliGuide
 from bayesnas.guides.categorical import CategoricalGuide
 from bayesnas.guides.fixed import FixedGuide
+from bayesnas.guides.normal import NormalGuide, NormalWeightGuide
 from bayesnas.guides.shared_bernoulli import SharedBernoulliGuide
 
 __all__ = [
@@ -18,6 +21,8 @@ __all__ = [
     "ExpectationGuide",
     "FixedGuide",
     "GuideList",
+    "NormalGuide",
+    "NormalWeightGuide",
     "SharedBernoulliGuide",
     "auto_guide",
 ]

@@ -190,13 +190,14 @@ def auto_guide(
     **kwargs: Any,
 ) -> ExpectationGuide | GuideList:
     """The default guide over every arch site of ``model``: Bernoulli, shared-rate Bernoulli
-    and categorical θ.
+    and categorical θ, and a mean-field Normal over op strengths ("normal" sites, vinnas2020).
 
     Pass either ``sites`` (from :func:`bayesnas.sites.discover_sites`) or the model and an
     example input to discover them.
     """
     from bayesnas.guides.bernoulli import BernoulliGuide
     from bayesnas.guides.categorical import CategoricalGuide
+    from bayesnas.guides.normal import NormalGuide
     from bayesnas.guides.shared_bernoulli import SharedBernoulliGuide
 
     from bayesnas.sites import discover_sites
@@ -211,10 +212,13 @@ def auto_guide(
     bern = [s for s in sites.values() if s.family == "bernoulli"]
     shared = [s for s in sites.values() if s.family == "shared-bernoulli"]
     cat = [s for s in sites.values() if s.family == "categorical"]
+    strengths = [s for s in sites.values() if s.family == "normal"]
     if bern:
         parts.append(BernoulliGuide(bern))
     if shared:
         parts.append(SharedBernoulliGuide(shared))
     if cat:
         parts.append(CategoricalGuide(cat))
+    if strengths:
+        parts.append(NormalGuide(strengths))
     return parts[0] if len(parts) == 1 else GuideList(*parts)

@@ -12,8 +12,11 @@
   report (``bayesnas report``) and the comparison of runs (``bayesnas compare``).
 - :func:`plot_genotype` — the chosen cells of the cell space (``genotype.json``), each edge
   with the posterior probability of its choices (:func:`choice_probabilities`).
+- :func:`plot_cae_genotype` — the chosen symmetric autoencoder of the inpainting space (its
+  active chain and mirrored decoder), with :func:`cae_choice_probabilities`.
 """
 
+from bayesnas.analysis.cae_plot import cae_choice_probabilities, draw_cae_genotype, plot_cae_genotype
 from bayesnas.analysis.calibration import (
     classification_metrics,
     expected_calibration_error,
@@ -63,6 +66,7 @@ __all__ = [
     "SharedBernoulliMarginal",
     "SiteMarginal",
     "as_posterior",
+    "cae_choice_probabilities",
     "check_collapse",
     "choice_probabilities",
     "classification_metrics",
@@ -70,10 +74,12 @@ __all__ = [
     "convergence_curve",
     "convergence_stats",
     "credible_set",
+    "draw_cae_genotype",
     "draw_genotype",
     "expected_calibration_error",
     "marginal_from_summary",
     "model_averaging",
+    "plot_cae_genotype",
     "plot_genotype",
     "register_family",
     "two_normal_winner_probability",

@@ -487,17 +487,25 @@ def plot_tradeoff(points: Sequence[Mapping[str, Any]], path: str | os.PathLike, 
 # -- a run's curves --------------------------------------------------------------------------
 def plot_learning_curves(metrics: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """Training loss (left) and validation / test error of the most likely architecture
-    (right) per epoch, from the rows of a run's ``metrics.jsonl``."""
+    (right) per epoch, from the rows of a run's ``metrics.jsonl``. The loss is ``train_loss``,
+    or ``train_mse`` where a run logs that instead (the inpainting search); the error panel is
+    left out when no row has an error."""
     rows = [r for r in metrics if "epoch" in r]
     if not rows:
         raise ValueError("`metrics` holds no row with an 'epoch': plot_learning_curves needs a run's "
                          "metrics.jsonl rows.")
     epochs = [r["epoch"] for r in rows]
-    fig = _figure(10.0, 3.8)
-    loss_ax, err_ax = fig.subplots(1, 2)
-    loss_ax.plot(epochs, [r.get("train_loss", math.nan) for r in rows], marker=".", color="C0")
-    loss_ax.set(xlabel="epoch", ylabel="training loss (mean over sampled architectures)",
-                title="training loss")
+    loss_key = next((k for k in ("train_loss", "train_mse") if any(k in r for r in rows)), "train_loss")
+    has_error = any(r.get(k) is not None for r in rows for k in ("val_error", "test_error"))
+    fig = _figure(10.0 if has_error else 5.5, 3.8)
+    loss_ax, err_ax = fig.subplots(1, 2) if has_error else (fig.subplots(), None)
+    loss_ax.plot(epochs, [r.get(loss_key, math.nan) for r in rows], marker=".", color="C0")
+    what = "MSE" if loss_key == "train_mse" else "loss"
+    loss_ax.set(xlabel="epoch", ylabel=f"training {what} (mean over sampled architectures)",
+                title=f"training {what}")
+    loss_ax.grid(alpha=0.3)
+    if err_ax is None:
+        return _save(fig, path)
     for key, color in (("val_error", "C1"), ("test_error", "C2")):
         values = [math.nan if r.get(key) is None else r[key] for r in rows]
         if not all(math.isnan(v) for v in values):
@@ -505,6 +513,5 @@ def plot_learning_curves(metrics: Sequence[Mapping[str, Any]], path: str | os.Pa
     err_ax.set(xlabel="epoch", ylabel="error", title="error of the most likely architecture")
     if err_ax.get_legend_handles_labels()[0]:
         err_ax.legend(fontsize=8)
-    for ax in (loss_ax, err_ax):
-        ax.grid(alpha=0.3)
+    err_ax.grid(alpha=0.3)
     return _save(fig, path)

@@ -2,11 +2,16 @@
 
 A report reads what a search run wrote (``config.json``, ``metrics.jsonl``,
 ``posterior_history.jsonl``, ``posterior.json``, ``results.json``, ``architecture.json``, and
-``genotype.json`` for the cell space), draws the figures of :mod:`bayesnas.analysis.plots`
-(and of :mod:`bayesnas.analysis.genotype_plot`) into ``RUN_DIR/report/``, and writes
+``genotype.json`` for the cell space and the inpainting CAE space), draws the figures of
+:mod:`bayesnas.analysis.plots` (and of :mod:`bayesnas.analysis.genotype_plot` or
+:mod:`bayesnas.analysis.cae_plot`) into ``RUN_DIR/report/``, and writes
 ``RUN_DIR/report.md`` and a self-contained ``RUN_DIR/report.html`` (figures embedded) with
 the configuration, the curves, the architecture, the credible set and the test metrics. A
 run that was killed before it finished still gets a report of what it has.
+
+An inpainting run (:mod:`bayesnas.inpainting`) keeps its per-epoch metrics in
+``search/metrics.jsonl``; the report reads them from there when the run has no top-level
+``metrics.jsonl``, and shows the PSNR / SSIM of its re-trained networks.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from bayesnas.analysis import plots
-from bayesnas.analysis.convergence import collapse_report, convergence_stats
+from bayesnas.analysis.cae_plot import cae_choice_probabilities, is_cae_genotype, plot_cae_genotype
+from bayesnas.analysis.convergence import PARAMETER_FREE, collapse_report, convergence_stats
 from bayesnas.analysis.genotype_plot import choice_probabilities, plot_genotype
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.posterior import Posterior
+from bayesnas.nn import cae
 from bayesnas.nn.cell_network import decode_genotype, input_labels, unused_nodes
 from bayesnas.runs import MetricsLog, atomic_write_text, read_json
 
@@ -63,12 +70,15 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
             "make one with `bayesnas search SPACE --out DIR`."
         )
     history = PosteriorHistory(path / HISTORY_FILE).posteriors()
+    metrics = MetricsLog(path / "metrics.jsonl").read()
+    if not metrics:  # an inpainting run logs its search's epochs in search/metrics.jsonl
+        metrics = MetricsLog(path / "search" / "metrics.jsonl").read()
     summary = _read_optional(path / "posterior.json")
     posterior = Posterior.from_summary(summary) if summary else (history[-1][1] if history else None)
     return RunRecord(
         path=path,
         config=read_json(path / "config.json"),
-        metrics=MetricsLog(path / "metrics.jsonl").read(),
+        metrics=metrics,
         results=_read_optional(path / "results.json"),
         architecture=_read_optional(path / "architecture.json"),
         posterior=posterior,
@@ -155,12 +165,21 @@ class _Document:
 def _genotype_probabilities(run: RunRecord) -> dict[str, Any] | None:
     """P of each choice of the run's genotype, or ``None`` without a posterior of its sites
     (``ValueError`` for a genotype that is not one)."""
-    if run.genotype is None or run.posterior is None:
+    if run.genotype is None:
         return None
-    decode_genotype(run.genotype)  # a bad genotype raises here, not as a missing posterior below
+    cae_format = is_cae_genotype(run.genotype)
+    # A bad genotype raises here, not as a missing posterior below.
+    if cae_format:
+        cae.decode_genotype(run.genotype)
+    else:
+        decode_genotype(run.genotype)
+    if run.posterior is None:
+        return None
     try:
+        if cae_format:
+            return cae_choice_probabilities(run.genotype, run.posterior)
         return choice_probabilities(run.genotype, run.posterior)
-    except (KeyError, ValueError):  # a posterior without the cell space's sites: the cells alone
+    except (KeyError, ValueError):  # a posterior without the space's sites: the genotype alone
         return None
 
 
@@ -176,15 +195,23 @@ def _make_figures(run: RunRecord, fig_dir: Path) -> list[tuple[Path, str]]:
     if run.genotype is not None:
         try:
             probs = _genotype_probabilities(run)
-            draw("genotype", "The chosen normal and reduction cells (genotype.json), each arc named by "
-                 "its op" + (" with the posterior probability of its input and of its op." if probs
-                             else "."), plot_genotype, run.genotype, probabilities=probs)
+            if is_cae_genotype(run.genotype):
+                draw("genotype", "The chosen symmetric CAE (genotype.json): the encoder's active chain "
+                     "(inactive layers greyed), each layer's input an arc"
+                     + (" with its posterior probability, each box P(type) · P(channels)" if probs else "")
+                     + "; below, the mirrored decoder, dashed arrows the skip additions.",
+                     plot_cae_genotype, run.genotype, probabilities=probs)
+            else:
+                draw("genotype", "The chosen normal and reduction cells (genotype.json), each arc named "
+                     "by its op" + (" with the posterior probability of its input and of its op." if probs
+                                    else "."), plot_genotype, run.genotype, probabilities=probs)
             genotype_drawn = True
         except ValueError:  # _genotype_section says what is wrong; the other figures still come
             pass
 
     if run.metrics:
-        draw("learning_curves", "Training loss and validation / test error per epoch.",
+        draw("learning_curves", "Training MSE of the search per epoch." if _is_inpainting(run.config)
+             else "Training loss and validation / test error per epoch.",
              plots.plot_learning_curves, run.metrics)
     if run.history:
         # Without Bernoulli sites (a categorical space) the figures show max probabilities, not θ.
@@ -218,17 +245,25 @@ def _config_rows(config: dict[str, Any]) -> list[list[Any]]:
     return [[k, json.dumps(v) if isinstance(v, dict | list) else v] for k, v in sorted(config.items())]
 
 
-def _results_section(doc: _Document, results: dict[str, Any] | None) -> None:
+def _results_section(doc: _Document, results: dict[str, Any] | None, *, inpainting: bool = False) -> None:
     doc.heading("Test metrics")
     if not results:
-        doc.paragraph("The run has not finished: no results.json yet (resume it with "
-                      "`bayesnas search --resume RUN_DIR`).", css="warn")
+        how = ("`run_inpainting(out=RUN_DIR, resume=True)`" if inpainting
+               else "`bayesnas search --resume RUN_DIR`")
+        doc.paragraph(f"The run has not finished: no results.json yet (resume it with {how}).", css="warn")
         return
     single, averaged = results.get("test_most_likely"), results.get("test_model_average")
     if single and averaged:
         rows = [[key, single[key], averaged[key]] for key in ("accuracy", "error", "nll", "ece")]
         doc.table(["metric", "most likely architecture",
                    f"model average ({results.get('stochastic_samples')} architectures)"], rows)
+    networks = [("searched", results["searched"])] if isinstance(results.get("searched"), dict) else []
+    networks += [(f"random{r}", n) for r, n in enumerate(results.get("random") or []) if isinstance(n, dict)]
+    if networks:  # an inpainting run: its re-trained networks on the masked test images
+        doc.table(["network", "PSNR [dB]", "SSIM", "active layers", "weights", "re-training seconds"],
+                  [[name, n.get("psnr"), n.get("ssim"),
+                    ", ".join(f"layer{i}" for i in n.get("active_layers", [])) or None,
+                    n.get("num_weights"), n.get("seconds")] for name, n in networks])
     other = {k: v for k, v in results.items()
              if not isinstance(v, dict | list) and k not in ("stochastic_samples",)}
     doc.table(["result", "value"], sorted(other.items()))
@@ -254,6 +289,9 @@ def _credible_section(doc: _Document, post: Posterior, k: int) -> None:
 
 def _genotype_section(doc: _Document, run: RunRecord) -> None:
     """The chosen cells of ``genotype.json``: one row per node, and the probability of each choice."""
+    if is_cae_genotype(run.genotype):
+        _cae_section(doc, run)
+        return
     doc.heading("Chosen cells (genotype.json)")
     try:
         nodes = decode_genotype(run.genotype)
@@ -284,6 +322,74 @@ def _genotype_section(doc: _Document, run: RunRecord) -> None:
     doc.table(header, rows)
 
 
+def _cae_section(doc: _Document, run: RunRecord) -> None:
+    """The chosen CAE of ``genotype.json``: its active chain, one row per layer with the
+    probability of each choice, and the inactive layers."""
+    doc.heading("Chosen autoencoder (genotype.json)")
+    try:
+        layers, output = cae.decode_genotype(run.genotype)
+        probs = _genotype_probabilities(run)
+    except ValueError as err:
+        doc.paragraph(f"genotype.json is not a valid genotype: {err}", css="warn")
+        return
+    chain = cae.active_chain(layers, output)
+
+    def p(value: float | None) -> str:
+        return "fixed" if value is None else f"{value:.3f}"
+
+    rows = []
+    for i in chain:
+        layer = layers[i - 1]
+        row = [f"layer{i}", cae.LAYER_TYPES[layer.type], layer.channels, cae.node_label(layer.input)]
+        if probs is None:
+            rows.append(row)
+        else:
+            q = probs["layers"][i - 1]
+            rows.append([row[0], row[1], p(q["type"]), row[2], p(q["channels"]), row[3], p(q["input"])])
+    out_row = ["output", "deconv3x3 (decoder output)", "—", cae.node_label(output)]
+    header = ["layer", "type", "channels", "input"]
+    if probs is not None:
+        header = ["layer", "type", "P(type)", "channels", "P(channels)", "input", "P(input)"]
+        out_row = [out_row[0], out_row[1], "—", "—", "—", out_row[3], p(probs["output"])]
+    rows.append(out_row)
+    path = " → ".join(["input", *(f"layer{i}" for i in chain), "output"])
+    doc.paragraph(f"The active chain (the encoder, {len(chain)} of {len(layers)} hidden layers): {path}. "
+                  "The decoder mirrors it in reverse order; a +skip layer's output is added to its "
+                  "mirrored deconvolution. \"fixed\": a choice with a single option, not searched.")
+    doc.table(header, rows)
+    inactive = [f"layer{i}" for i in range(1, len(layers) + 1) if i not in set(chain)]
+    doc.paragraph("Inactive layers (never computed): " + (", ".join(inactive) if inactive else "none") + ".")
+
+
+def _is_inpainting(config: Mapping[str, Any]) -> bool:
+    return "space" not in config and "mask" in config
+
+
+def _title(run: RunRecord) -> str:
+    """``space / method``, or what the config has instead (an inpainting run: ``inpainting /
+    mask center``)."""
+    c = run.config
+    space = c.get("space") or ("inpainting" if _is_inpainting(c) else None)
+    method = c.get("method") or (f"mask {c['mask']}" if _is_inpainting(c) else None)
+    what = " / ".join(str(x) for x in (space, method) if x) or "run"
+    return f"bayesnas run: {what} ({run.path.name})"
+
+
+def _progress_line(run: RunRecord) -> str:
+    c = run.config
+    last = run.metrics[-1] if run.metrics else {}
+    on = f"on {c.get('dataset', '?')}, seed {c.get('seed', '?')}"
+    if "epochs" not in c and "search_iterations" in c:
+        return f"{last.get('iteration', 0)} of {c['search_iterations']} search iterations {on}."
+    return f"{last.get('epoch', 0)} of {c.get('epochs', '?')} epochs {on}."
+
+
+def _is_free(label: str) -> bool:
+    """Parameter-free op labels for the collapse check; the CAE's layer types are all
+    convolutions, whatever their names say ("+skip")."""
+    return label not in cae.LAYER_TYPES and bool(PARAMETER_FREE.search(label))
+
+
 def _posterior_section(doc: _Document, post: Posterior) -> None:
     doc.heading("Posterior per variable")
     stats = convergence_stats(post)
@@ -295,7 +401,7 @@ def _posterior_section(doc: _Document, post: Posterior) -> None:
         + (f"; Σθ = {stats['expected_active_bits']:.4g}" if "expected_active_bits" in stats else "")
         + "."
     )
-    collapse = collapse_report(post)
+    collapse = collapse_report(post, parameter_free=_is_free)
     if collapse.fired:
         doc.paragraph("Warning: " + collapse.message, css="warn")
     elif collapse.edges:
@@ -326,12 +432,9 @@ def write_report(run_dir: str | os.PathLike, *, credible_k: int = 10) -> dict[st
     run = load_run(run_dir)
     fig_dir = run.path / "report"
     figures = _make_figures(run, fig_dir)
-    doc = _Document(f"bayesnas run: {run.config.get('space', '?')} / {run.config.get('method', '?')} "
-                    f"({run.path.name})")
-    last = run.metrics[-1] if run.metrics else {}
-    doc.paragraph(f"{last.get('epoch', 0)} of {run.config.get('epochs', '?')} epochs on "
-                  f"{run.config.get('dataset', '?')}, seed {run.config.get('seed', '?')}.")
-    _results_section(doc, run.results)
+    doc = _Document(_title(run))
+    doc.paragraph(_progress_line(run))
+    _results_section(doc, run.results, inpainting=_is_inpainting(run.config))
     if run.posterior is not None:
         _posterior_section(doc, run.posterior)
         _credible_section(doc, run.posterior, credible_k)
