@@ -7,6 +7,7 @@ from bayesnas.models.layer_skip import LayerSkipMLP
 from bayesnas.models.registry import SearchSpace, available_spaces, get_space
 from bayesnas.models.stochastic_net import StochasticNetMLP
 from bayesnas.models.unit_select import UnitSelectMLP
+from bayesnas.models.vinnas_space import VinnasSearchSpace
 
 __all__ = [
     "ActivationSelectMLP",
@@ -16,6 +17,7 @@ __all__ = [
     "SearchSpace",
     "StochasticNetMLP",
     "UnitSelectMLP",
+    "VinnasSearchSpace",
     "available_spaces",
     "get_space",
 ]

@@ -7,14 +7,17 @@ from bayesnas.handlers.local_reparameterization import (
     nonzero_after_pruning,
     prune_mask,
 )
+from bayesnas.handlers.scale_sites import ScaleSitesMessenger, scale_sites
 from bayesnas.handlers.seeded_arch import SeededArchMessenger, seeded_arch
 
 __all__ = [
     "LocalReparameterizationMessenger",
+    "ScaleSitesMessenger",
     "SeededArchMessenger",
     "local_reparameterization",
     "lrt_moments",
     "nonzero_after_pruning",
     "prune_mask",
+    "scale_sites",
     "seeded_arch",
 ]

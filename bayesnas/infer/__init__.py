@@ -6,17 +6,29 @@ from bayesnas.infer.losses import ExpectedLoss, RankingNaturalGradientLoss, per_
 from bayesnas.infer.predict import predict_deterministic, predict_stochastic
 from bayesnas.infer.search import ArchitectureSearch
 from bayesnas.infer.utility import ranking_utility
+from bayesnas.infer.variational import (
+    VariationalArchitectureSearch,
+    VariationalSearchELBO,
+    cosine_lr,
+    linear_ramp,
+    smoothed_categorical_log_prob,
+)
 
 __all__ = [
     "AlternatingArchitectureSearch",
     "ArchitectureSearch",
     "ExpectedLoss",
     "RankingNaturalGradientLoss",
+    "VariationalArchitectureSearch",
+    "VariationalSearchELBO",
     "batchnorm_layers",
+    "cosine_lr",
     "frozen_batchnorm_statistics",
+    "linear_ramp",
     "per_architecture_loss",
     "predict_deterministic",
     "predict_stochastic",
     "ranking_utility",
     "recalibrated_batchnorm",
+    "smoothed_categorical_log_prob",
 ]
