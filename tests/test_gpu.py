@@ -56,3 +56,29 @@ def test_every_space_searches_on_the_gpu(space, penalty, tmp_path):
     for site in summary.values():
         theta = torch.tensor(site["theta"], dtype=torch.float64).flatten()
         assert theta.numel() > 0 and bool(((theta > 0) & (theta < 1)).all())
+
+
+def test_variational_search_of_vinnas_cells_runs_on_the_gpu():
+    """vinnas2020: Bayesian weights with the local reparameterization, α by SVI, on CUDA; the
+    exported genotype's stand-alone network runs there too."""
+    from bayesnas.guides import NormalGuide
+    from bayesnas.models import VinnasSearchSpace
+
+    from bayesnas.infer.variational import VariationalArchitectureSearch
+    from bayesnas.sites import discover_sites
+
+    torch.manual_seed(0)
+    space = VinnasSearchSpace(layout="M", channels=4, bayesian=True).cuda()
+    x = torch.randn(16, 1, 12, 12, device="cuda")
+    y = torch.randint(0, 10, (16,), device="cuda")
+    arch_guide = NormalGuide(discover_sites(space, x, weights=space.point_weights())).cuda()
+    search = VariationalArchitectureSearch(space.model, weight_guide=space.weight_guide().cuda(),
+                                           arch_guide=arch_guide, epochs=2, warmup_epochs=1)
+    before = [p.detach().clone() for p in arch_guide.arch_parameters()]
+    for epoch in range(2):
+        metrics = search.step((x[:8], y[:8]), (x[8:], y[8:]), epoch=epoch)
+        assert torch.isfinite(torch.tensor(metrics["loss"]))
+    assert all(p.is_cuda for p in arch_guide.arch_parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, arch_guide.arch_parameters(), strict=True))
+    net = space.stand_alone(space.genotype(arch_guide)).cuda()
+    assert net(x).shape == (16, 10)
