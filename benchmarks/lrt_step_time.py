@@ -38,6 +38,10 @@ step and are all doubled (+0.53×), and one N(0, 1) draw per output element of e
 (``randn``, ≈ 3 ns per element on this CPU) is ≈ +0.25×; the rest is x², the root and their
 backward. So ≤ 2.0× is out of reach here unless the per-site bookkeeping goes (one site for
 all weights, outside this benchmark's scope).
+
+On an H100 (``--device cuda --repeats 3 --steps 5``) the step is launch-bound: 394 ms Bayesian
+vs 54 ms deterministic, 7.3×, of which Pyro's ~150 weight sites are +4.3× and the LRT layers
++1.9×; bare forward + backward 4.3×. There, one site (one KL) for all weights is the fix.
 """
 
 from __future__ import annotations
