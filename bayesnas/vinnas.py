@@ -1,0 +1,645 @@
+"""The MNIST experiment of vinnas2020 §V (table II): search, export by SNR and by magnitude,
+re-train, and compare with a random cell.
+
+:func:`run_vinnas` (a :class:`VinnasRun`) does, in ``out``:
+
+1. **search** (``search/``): vinnas2020 alg. 1 on :class:`~bayesnas.models.VinnasSearchSpace`
+   (layout ``M``: one reduction cell of I = 2 states, §V-A) with Bayesian weights under the
+   local reparameterization trick (eq. 4–5, ``bayesian=True``), driven by
+   :class:`~bayesnas.infer.variational.VariationalArchitectureSearch`: a part of the training
+   images (§V-A: "25 % — M") cut into halves D_w / D_α (:func:`~bayesnas.data.batches.split_halves`),
+   ``warmup_epochs`` weight-only epochs (alg. 1 line 10), γ₁, γ₂, γ₃ ramped linearly from the end
+   of the warm-up (alg. 1 line 19), Adam for both, cosine learning rate of the weights, a
+   constant one for α, label smoothing (§V-A "Search Settings"). After every epoch the
+   deterministic network at the guide means (:func:`~bayesnas.handlers.local_reparameterization`
+   with ``deterministic=True``, §IV-B) is scored on D_α and the α of the lowest error kept
+   (alg. 1 lines 15–17); metrics go to ``search/metrics.jsonl``, the α posterior to
+   ``posterior_history.jsonl`` (``bayesnas report`` draws its trajectories);
+2. **export** of ``genotype_snr.json`` (positive SNR μ/σ², §IV-C) and ``genotype_magnitude.json``
+   (the means μ, "Magnitude" in table II) from the kept α, with ``posterior.json``;
+3. **re-training** (``retrain-snr/``, ``retrain-magnitude/``) of the
+   :class:`~bayesnas.nn.vinnas_cells.VinnasNetwork` built from each JSON file alone, freshly
+   initialised (the same initialisation seed for every arm, so identical genotypes give identical
+   results), on all training images: Adam with a cosine learning rate and label smoothing
+   (§V-A "Evaluation Settings"); deterministic weights and the plain parameter count
+   (``num_params``) by default, or, with ``retrain_bayesian``, Bayesian weights under the LRT
+   with γ₁ ramped up (as the paper re-trains), scored at the means after pruning log α ≥ 3, with
+   the non-zero parameters left (``nonzero_params``, table II's count);
+4. the **random baseline** of table II (``retrain-random{r}/``): cells drawn uniformly from the
+   same space (two different incoming edges per state, non-zero ops), re-trained alike;
+5. ``results.json``: test error / accuracy and parameters of every re-trained network, the
+   genotypes, the kept epoch and its validation error, and the search time.
+
+Every phase checkpoints atomically after every epoch; ``resume=True`` continues a killed run and,
+on the CPU, repeats the uninterrupted run exactly: the data order of an epoch is a function of
+(``seed``, epoch), Pyro's draws come from torch's global generator, whose state the checkpoint
+holds (:meth:`VariationalArchitectureSearch.state_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from tqdm.auto import tqdm
+
+from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
+from bayesnas.runs import (
+    MetricsLog,
+    config_from_dict,
+    load_checkpoint,
+    read_json,
+    save_checkpoint,
+    write_json,
+)
+
+__all__ = ["VinnasConfig", "VinnasData", "VinnasRun", "load_data", "random_genotype", "run_vinnas"]
+
+#: the exported genotypes: criterion of :meth:`VinnasSearchSpace.genotype` → file stem.
+SELECTIONS = {"snr": "snr", "mean": "magnitude"}
+
+
+def _seed(*parts: int) -> int:
+    """A generator seed from integers (run seed, stream, epoch): a resumed run repeats."""
+    h = 0
+    for p in parts:
+        h = (h * 1_000_003 + int(p) + 1) % (2**61 - 1)
+    return h
+
+
+def _generator(*parts: int) -> torch.Generator:
+    return torch.Generator().manual_seed(_seed(*parts))
+
+
+# Streams of randomness, one per use, so that no use shifts another's draws.
+(_INIT, _ARCH_INIT, _W_ORDER, _A_ORDER, _RETRAIN_ORDER, _RANDOM_ARCH, _SUBSET) = range(7)
+
+
+@dataclass
+class VinnasConfig:
+    """Everything a run depends on; written to ``config.json``.
+
+    The defaults follow vinnas2020 §V-A for MNIST where the paper gives a value (layout ``M``,
+    search on 25 % of the training data, half of it for α, 20 search epochs, Adam, cosine,
+    label smoothing, log σ² initialised at −10, 100 re-training epochs); where it gives none
+    they are stated here: batch size 64, 5 warm-up ("weight") epochs, γ₁ = γ₂ = γ₃ = 1 at the end
+    of their ramps (per datum: the loss is eq. 8 divided by |D_w|, see
+    :class:`~bayesnas.infer.variational.VariationalSearchELBO`), ε = 0.1, learning rates 1e-3
+    (weights, Adam's default) and 3e-4 (α, DARTS'), C = 16 (≈ 0.01 M parameters, table II).
+
+    ``search_fraction``: the fraction of the training images searched on (halved into D_w / D_α).
+    ``gamma_start`` / ``gamma_end``: the epochs of the γ ramps (default: from the end of the
+    warm-up to the last epoch). ``retrain_channels`` / ``retrain_cells``: the evaluation network
+    (default: the search's; vinnas2020 scales up F and C). ``random_architectures``: how many
+    uniformly drawn cells are re-trained beside the two selections. ``retrain_bayesian``: re-train
+    q(w) under the log-uniform prior with the LRT, γ₁ ramped linearly from 0 to
+    ``retrain_gamma_weights`` over the first half of the epochs (§V-A "Evaluation Settings"), and
+    score the network at the means after pruning log α ≥ 3, counting the non-zero parameters as
+    table II does. ``test_images`` /
+    ``max_train_images``: a fixed random subset of so many test / training images (``None``: all).
+    """
+
+    dataset: str = "mnist5k"
+    layout: str = "M"
+    seed: int = 0
+    channels: int = 16
+    bayesian: bool = True
+    search_fraction: float = 0.25
+    batch_size: int = 64
+    epochs: int = 20
+    warmup_epochs: int = 5
+    gamma_weights: float = 1.0
+    gamma_arch: float = 1.0
+    gamma_entropy: float = 1.0
+    gamma_start: int | None = None
+    gamma_end: int | None = None
+    weight_lr: float = 1e-3
+    min_weight_lr: float = 0.0
+    arch_lr: float = 3e-4
+    label_smoothing: float = 0.1
+    clip_norm: float | None = 5.0
+    retrain_epochs: int = 100
+    retrain_lr: float = 1e-3
+    retrain_batch_size: int = 64
+    retrain_channels: int | None = None
+    retrain_cells: str | None = None
+    retrain_bayesian: bool = False
+    retrain_gamma_weights: float = 1.0
+    random_architectures: int = 1
+    max_train_images: int | None = None
+    test_images: int | None = None
+    eval_batch_size: int = 500
+    device: str = "cpu"
+    data_dir: str | None = None
+    download: bool = False
+
+    def validate(self) -> None:
+        """Check every field; errors state the rule and the value."""
+        from bayesnas.data import available_datasets
+        from bayesnas.nn.vinnas_cells import LAYOUTS, parse_cells
+
+        if self.dataset not in available_datasets():
+            raise ValueError(f"Unknown dataset {self.dataset!r}. Known datasets: "
+                             f"{', '.join(available_datasets())}.")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"`layout` must be one of {sorted(LAYOUTS)} (vinnas2020 §V-A), but got "
+                             f"layout={self.layout!r}.")
+        for name, low in (("seed", 0), ("channels", 2), ("batch_size", 1), ("epochs", 1),
+                          ("warmup_epochs", 0), ("retrain_epochs", 1), ("retrain_batch_size", 1),
+                          ("random_architectures", 0), ("eval_batch_size", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"`{name}` must be an integer >= {low}, but got {name}={value!r}.")
+        for name, low in (("gamma_start", 0), ("gamma_end", 0), ("retrain_channels", 2),
+                          ("max_train_images", 2), ("test_images", 1)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"`{name}` must be None or an integer >= {low}, but got {name}={value!r}.")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError("The α steps need epochs after the warm-up: `warmup_epochs < epochs` must "
+                             f"hold, but got (warmup_epochs={self.warmup_epochs}, epochs={self.epochs}).")
+        start, end = self.gamma_ramp
+        if not start <= end <= self.epochs:
+            raise ValueError("`gamma_start <= gamma_end <= epochs` must hold, but got "
+                             f"(gamma_start={start}, gamma_end={end}, epochs={self.epochs}).")
+        if not isinstance(self.bayesian, bool) or not self.bayesian:
+            # The driver trains q(w) (vinnas2020 eq. 5); deterministic weights are not wired here.
+            raise ValueError(f"`bayesian` must be True (the search trains q(w), vinnas2020 eq. 5), but got "
+                             f"bayesian={self.bayesian!r}.")
+        if not (isinstance(self.search_fraction, int | float) and 0 < self.search_fraction <= 1):
+            raise ValueError(f"`search_fraction` must lie in (0, 1], but got "
+                             f"search_fraction={self.search_fraction!r}.")
+        if not isinstance(self.retrain_bayesian, bool):
+            raise ValueError(f"`retrain_bayesian` must be True or False, but got "
+                             f"retrain_bayesian={self.retrain_bayesian!r}.")
+        for name in ("gamma_weights", "gamma_arch", "gamma_entropy", "min_weight_lr",
+                     "retrain_gamma_weights"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                    math.isfinite(value) and value >= 0):
+                raise ValueError(f"`{name}` must be a finite number >= 0, but got {name}={value!r}.")
+        for name in ("weight_lr", "arch_lr", "retrain_lr"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                    math.isfinite(value) and value > 0):
+                raise ValueError(f"`{name}` must be a positive finite number, but got {name}={value!r}.")
+        clip = self.clip_norm
+        if clip is not None and not (isinstance(clip, int | float) and clip > 0):
+            raise ValueError(f"`clip_norm` must be None or positive, but got clip_norm={self.clip_norm!r}.")
+        if not (isinstance(self.label_smoothing, int | float) and 0 <= self.label_smoothing < 1):
+            raise ValueError(f"`label_smoothing` must lie in [0, 1), but got "
+                             f"label_smoothing={self.label_smoothing!r}.")
+        if self.retrain_cells is not None:
+            parse_cells(self.retrain_cells)
+
+    @property
+    def gamma_ramp(self) -> tuple[int, int]:
+        """(first, last) epoch of the γ ramps."""
+        start = self.warmup_epochs if self.gamma_start is None else self.gamma_start
+        end = self.epochs if self.gamma_end is None else self.gamma_end
+        return start, end
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> VinnasConfig:
+        return config_from_dict(cls, d)
+
+
+# -- data --------------------------------------------------------------------------------------
+@dataclass
+class VinnasData:
+    """Training and test tensors (normalised as the loader gives them; MNIST: z-normalised,
+    vinnas2020 §V-A), with the image shape and the number of classes."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+
+def _tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    from bayesnas.data import as_tensors, make_loader
+
+    tensors = as_tensors(dataset)
+    if tensors is not None:
+        return tensors
+    # A torchvision dataset: read once (the augmentation of the loader is not re-drawn per epoch).
+    parts = list(make_loader(dataset, batch_size=1000, shuffle=False))
+    return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+
+
+def load_data(name: str, *, data_dir: str | None = None, download: bool = False) -> VinnasData:
+    """The training (the loader's training part; no validation part is held out, the search
+    validates on D_α) and test images of :func:`bayesnas.data.load_dataset`."""
+    from bayesnas.data import load_dataset
+
+    data = load_dataset(name, data_dir=data_dir, download=download, seed=0, val_fraction=0.0, augment=False)
+    (xt, yt), (xs, ys) = _tensors(data.train), _tensors(data.test)
+    return VinnasData(xt.float(), yt.long(), xs.float(), ys.long(), name, tuple(data.info.input_shape),
+                      int(data.info.num_classes))
+
+
+def random_genotype(*, kinds: tuple[str, ...], num_states: int, generator: torch.Generator) -> dict[str, Any]:
+    """A cell per kind drawn uniformly from the VINNAS space (vinnas2020 table II, "Random"):
+    per state n_i, two different incoming edges out of the i + 2 earlier states, each with an op
+    drawn uniformly from the K − 1 non-zero ops."""
+    from bayesnas.nn.vinnas_cells import KEPT_OPS, encode_genotype
+
+    nodes = {}
+    for kind in dict.fromkeys(kinds):
+        states = []
+        for i in range(num_states):
+            inputs = sorted(int(j) for j in torch.randperm(i + 2, generator=generator)[:2])
+            ops = tuple(KEPT_OPS[int(k)] for k in torch.randint(len(KEPT_OPS), (2,), generator=generator))
+            states.append(((inputs[0], inputs[1]), ops))
+        nodes[kind] = states
+    return encode_genotype(nodes)
+
+
+# -- the run -----------------------------------------------------------------------------------
+class VinnasRun:
+    """Builds the phases of a run from a :class:`VinnasConfig` (module docstring)."""
+
+    def __init__(self, config: VinnasConfig, out: str | Path, *, data: VinnasData | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.out = Path(out)
+        self.device = torch.device(config.device)
+        self.data = data if data is not None else load_data(config.dataset, data_dir=config.data_dir,
+                                                            download=config.download)
+        c, d = config, self.data
+        # Subsets are seeded random draws (the embedded data are sorted by class); the same for
+        # every seed of a study, so the seeds differ in their search and training only.
+        n = len(d.x_train) if c.max_train_images is None else min(c.max_train_images, len(d.x_train))
+        keep = torch.randperm(len(d.x_train), generator=_generator(0, _SUBSET, 1))[:n].sort().values
+        self.x_train, self.y_train = d.x_train[keep].to(self.device), d.y_train[keep].to(self.device)
+        t = len(d.x_test) if c.test_images is None else min(c.test_images, len(d.x_test))
+        keep = torch.randperm(len(d.x_test), generator=_generator(0, _SUBSET, 2))[:t].sort().values
+        self.x_test, self.y_test = d.x_test[keep].to(self.device), d.y_test[keep].to(self.device)
+        self.search_state: dict[str, Any] | None = None
+
+    # -- a resumable epoch loop --------------------------------------------------------------
+    def _loop(self, phase: Path, total: int, run_epoch: Callable[[int], dict[str, Any]],
+              state: Callable[[], dict[str, Any]], load: Callable[[dict[str, Any]], None], *,
+              progress: bool, desc: str, posterior: Any = None) -> None:
+        """Epochs ``[start, total)`` of ``run_epoch``, checkpointed atomically after each; a
+        checkpoint found in ``phase`` is continued. With ``posterior`` (the α guide), its
+        snapshot at the start (epoch 0) and after every epoch goes to ``posterior_history.jsonl``."""
+        ckpt = phase / "checkpoint.pt"
+        log = MetricsLog(phase / "metrics.jsonl")
+        history = PosteriorHistory(self.out / HISTORY_FILE) if posterior is not None else None
+        start = 0
+        if ckpt.exists():
+            saved = load_checkpoint(ckpt)
+            load(saved)
+            start = int(saved["epoch"])
+        log.truncate_after(start)
+        if history is not None:
+            # A resumed run's history is cut back to its checkpoint; a fresh one starts at epoch 0.
+            history.truncate_after(start if start > 0 else -1)
+            if start == 0:
+                history.append_posterior(epoch=0, iteration=0, posterior=posterior)
+        for epoch in tqdm(range(start, total), total=total, initial=start, disable=not progress, desc=desc,
+                          leave=False):
+            begin = time.perf_counter()
+            row = run_epoch(epoch)
+            if not math.isfinite(row["loss"]):
+                raise FloatingPointError(
+                    f"The training loss became {row['loss']} in epoch {epoch + 1} of {desc}.")
+            row = {"epoch": epoch + 1, **row, "seconds": time.perf_counter() - begin}
+            log.append(row)  # the logs first: a run killed in between cuts them back on resume
+            if history is not None:
+                history.append_posterior(epoch=epoch + 1, iteration=row["iteration"], posterior=posterior)
+            save_checkpoint(ckpt, {**state(), "epoch": epoch + 1})
+
+    # -- phase 1: search ---------------------------------------------------------------------
+    def build_search(self) -> None:
+        """The space, q(w), q(α) and the alg. 1 driver, freshly seeded."""
+        from bayesnas.guides import NormalGuide
+        from bayesnas.infer.variational import (
+            VariationalArchitectureSearch,
+            VariationalSearchELBO,
+            linear_ramp,
+        )
+        from bayesnas.models.vinnas_space import VinnasSearchSpace
+        from bayesnas.sites import discover_sites
+
+        c, d = self.config, self.data
+        torch.manual_seed(_seed(c.seed, _INIT))
+        space = VinnasSearchSpace.for_data(d.input_shape, d.num_classes, layout=c.layout, channels=c.channels,
+                                           bayesian=c.bayesian).to(self.device)
+        example = self.x_train[:2]
+        specs = discover_sites(space, example, weights=space.point_weights())
+        arch_guide = NormalGuide(specs, generator=_generator(c.seed, _ARCH_INIT)).to(self.device)
+        weight_guide = space.weight_guide().to(self.device)
+        # The search data: `search_fraction` of the training images, seeded, halved into D_w / D_α.
+        n = max(2, int(round(c.search_fraction * len(self.x_train))))
+        subset = torch.randperm(len(self.x_train), generator=_generator(c.seed, _SUBSET))[:n]
+        half = n // 2
+        self.w_index, self.a_index = subset[:half].to(self.device), subset[half:].to(self.device)
+        if half < c.batch_size:
+            raise ValueError(f"D_w and D_α ({half} images each) must hold one mini-batch, but got "
+                             f"batch_size={c.batch_size}.")
+        start, end = c.gamma_ramp
+        ramp = functools.partial(linear_ramp, start=start, end=end)
+        loss = VariationalSearchELBO(arch_sites=arch_guide.site_names, label_smoothing=c.label_smoothing,
+                                     num_data=half)
+        self.space, self.arch_guide, self.weight_guide = space, arch_guide, weight_guide
+        self.search = VariationalArchitectureSearch(
+            space.model, weight_guide=weight_guide, arch_guide=arch_guide, loss=loss, epochs=c.epochs,
+            warmup_epochs=c.warmup_epochs, gamma_weights=functools.partial(ramp, final=c.gamma_weights),
+            gamma_arch=functools.partial(ramp, final=c.gamma_arch),
+            gamma_entropy=functools.partial(ramp, final=c.gamma_entropy), weight_lr=c.weight_lr,
+            min_weight_lr=c.min_weight_lr, arch_lr=c.arch_lr, params=[], clip_norm=c.clip_norm)
+
+    @torch.no_grad()
+    def mean_logits(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Logits of the supernetwork at the guide means, weights and α (vinnas2020 §IV-B), in
+        batches of ``eval_batch_size`` (BatchNorm without running statistics uses each batch's)."""
+        from bayesnas.handlers.local_reparameterization import local_reparameterization
+
+        out = []
+        b = self.config.eval_batch_size
+        for i in range(0, len(x), b):
+            xb, yb = x[i : i + b], y[i : i + b]  # labels given: the likelihood site draws nothing
+            with local_reparameterization(deterministic=True):
+                trace = poutine.trace(self.search.guide).get_trace(xb, yb)
+                out.append(poutine.replay(self.space.model, trace=trace)(xb, yb)[0])
+        return torch.cat(out)
+
+    def validation_error(self) -> float:
+        """The error on D_α of the deterministic network at the means (alg. 1, line 15)."""
+        x, y = self.x_train[self.a_index], self.y_train[self.a_index]
+        return float((self.mean_logits(x, y).argmax(-1) != y).double().mean())
+
+    def search_epoch(self, epoch: int) -> dict[str, Any]:
+        """One epoch of alg. 1: as many (D_w, D_α) mini-batch pairs as the halves hold, each a
+        W step and (after the warm-up) an α step; then the validation error and ``keep_best``."""
+        c = self.config
+        bs = c.batch_size
+        w_perm = torch.randperm(len(self.w_index), generator=_generator(c.seed, _W_ORDER, epoch))
+        a_perm = torch.randperm(len(self.a_index), generator=_generator(c.seed, _A_ORDER, epoch))
+        w_order, a_order = self.w_index[w_perm.to(self.device)], self.a_index[a_perm.to(self.device)]
+        steps = min(len(w_order), len(a_order)) // bs
+        losses, arch_losses, metrics = [], [], {}
+        for s in range(steps):
+            wi, ai = w_order[s * bs : (s + 1) * bs], a_order[s * bs : (s + 1) * bs]
+            weight_batch = (self.x_train[wi], self.y_train[wi])
+            metrics = self.search.step(weight_batch, (self.x_train[ai], self.y_train[ai]), epoch=epoch)
+            losses.append(metrics["loss"])
+            if metrics["arch_loss"] is not None:
+                arch_losses.append(metrics["arch_loss"])
+        val_error = self.validation_error()
+        kept = self.search.keep_best(val_error)
+        return {"iteration": self.search.num_steps, "loss": sum(losses) / len(losses),
+                "arch_loss": sum(arch_losses) / len(arch_losses) if arch_losses else None,
+                "val_error": val_error, "kept": kept, "lr": metrics["lr"],
+                **{k: metrics[k] for k in ("gamma_weights", "gamma_arch", "gamma_entropy")}}
+
+    def run_search(self, *, progress: bool = True) -> dict[str, dict[str, Any]]:
+        """Phase 1–2: alg. 1, then the genotypes of the kept α by SNR and by magnitude."""
+        self.build_search()
+        phase = self.out / "search"
+        self._loop(phase, self.config.epochs, self.search_epoch, self.search.state_dict,
+                   self.search.load_state_dict, progress=progress, desc="search", posterior=self.arch_guide)
+        self.search.restore_best()  # alg. 1 line 21: select from the α of the lowest validation error
+        genotypes = {SELECTIONS[k]: self.space.genotype(self.arch_guide, criterion=k) for k in SELECTIONS}
+        write_json(self.out / "posterior.json", self.arch_guide.summary())
+        # "epoch" counts from 1 like metrics.jsonl: the α kept after that many epochs.
+        best = {"epoch": self.search.best_epoch + 1, "val_error": self.search.best_error}
+        write_json(phase / "best.json", best)
+        # The magnitude file last: its presence marks the search done.
+        for name, genotype in genotypes.items():
+            write_json(self.out / f"genotype_{name}.json", genotype)
+        return genotypes
+
+    # -- phase 3-4: re-training ------------------------------------------------------------
+    def retrain(self, name: str, genotype_path: Path, *, progress: bool = True) -> dict[str, Any]:
+        """Re-train the :class:`VinnasNetwork` of the genotype in ``genotype_path`` (the JSON
+        alone), freshly initialised, on all training images; score it on the test images."""
+        from bayesnas.infer.variational import cosine_lr, linear_ramp
+        from bayesnas.nn.vinnas_cells import VinnasNetwork
+
+        c, d = self.config, self.data
+        phase = self.out / f"retrain-{name}"
+        done = phase / "result.json"
+        if done.exists():
+            return read_json(done)
+        genotype = read_json(genotype_path)
+        torch.manual_seed(_seed(c.seed, _INIT, 1))  # one initialisation seed for every arm
+        net = VinnasNetwork(genotype=genotype, layout=c.layout, in_channels=int(d.input_shape[0]),
+                            num_classes=d.num_classes, channels=c.retrain_channels or c.channels,
+                            cells=c.retrain_cells).to(self.device)
+        bayes = _BayesianWeights(net, num_data=len(self.x_train)) if c.retrain_bayesian else None
+        trained = [*net.parameters(), *(bayes.parameters() if bayes is not None else ())]
+        trained = [p for p in trained if p.requires_grad]
+        opt = torch.optim.Adam(trained, lr=c.retrain_lr)
+        bs = c.retrain_batch_size
+        n = len(self.x_train)
+        if n < bs:
+            raise ValueError(f"The training images ({n}) must hold one mini-batch, but got "
+                             f"retrain_batch_size={bs}.")
+
+        def run_epoch(epoch: int) -> dict[str, Any]:
+            lr = cosine_lr(epoch, base=c.retrain_lr, epochs=c.retrain_epochs)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            order = torch.randperm(n, generator=_generator(c.seed, _RETRAIN_ORDER, epoch)).to(self.device)
+            # γ₁ of the Bayesian re-training: 0 → final over the first half of the epochs.
+            gamma = linear_ramp(epoch, start=0, end=max(1, c.retrain_epochs // 2),
+                                final=c.retrain_gamma_weights)
+            net.train()
+            losses = []
+            for s in range(n // bs):
+                idx = order[s * bs : (s + 1) * bs]
+                opt.zero_grad(set_to_none=True)
+                x, y = self.x_train[idx], self.y_train[idx]
+                if bayes is None:
+                    loss = F.cross_entropy(net(x), y, label_smoothing=c.label_smoothing)
+                else:
+                    loss = bayes.loss(x, y, gamma=gamma, label_smoothing=c.label_smoothing)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+            return {"iteration": (epoch + 1) * (n // bs), "loss": sum(losses) / len(losses), "lr": lr,
+                    **({"gamma_weights": gamma} if bayes is not None else {})}
+
+        def state() -> dict[str, Any]:
+            return {"model": net.state_dict(), "optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
+                    "weights": bayes.state_dict() if bayes is not None else {}}
+
+        def load(saved: dict[str, Any]) -> None:
+            net.load_state_dict(saved["model"])
+            if bayes is not None:
+                bayes.load_state_dict(saved["weights"])
+            opt.load_state_dict(saved["optimizer"])
+            torch.set_rng_state(saved["rng"])
+
+        self._loop(phase, c.retrain_epochs, run_epoch, state, load, progress=progress,
+                   desc=f"re-train {name}")
+        num_params = sum(p.numel() for p in net.parameters())
+        if bayes is None:
+            error, nonzero = self.test_error(net), None
+        else:
+            error = self.test_error(net, forward=bayes.pruned(threshold=PRUNE_THRESHOLD))
+            nonzero = bayes.nonzero
+        result = {"test_error": error, "test_accuracy": 1.0 - error, "num_params": num_params,
+                  "nonzero_params": nonzero, "bayesian": bayes is not None, "genotype": genotype,
+                  "seconds": _training_seconds(phase)}
+        write_json(done, result)
+        return result
+
+    @torch.no_grad()
+    def test_error(self, net: torch.nn.Module,
+                   forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+        """The test error of ``net`` in eval mode (through ``forward`` if given)."""
+        net.eval()
+        forward = net if forward is None else forward
+        b = self.config.eval_batch_size
+        wrong = sum(int((forward(self.x_test[i : i + b]).argmax(-1) != self.y_test[i : i + b]).sum())
+                    for i in range(0, len(self.x_test), b))
+        return wrong / len(self.x_test)
+
+    def random_genotype(self, r: int) -> dict[str, Any]:
+        """Random cell ``r`` of this run (seeded by the run's seed and ``r``)."""
+        from bayesnas.nn.vinnas_cells import resolve_layout
+
+        kinds, states = resolve_layout(self.config.layout)
+        return random_genotype(kinds=kinds, num_states=states, generator=_generator(self.config.seed,
+                                                                                    _RANDOM_ARCH, r))
+
+    def run(self, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+        """Every phase (finished ones are read back, not re-run); writes ``results.json``."""
+        config_path = self.out / "config.json"
+        if not resume and config_path.exists():
+            raise FileExistsError(f"{self.out} already holds a run; continue it with resume=True "
+                                  "(--resume) or choose another output directory.")
+        self.out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            write_json(config_path, self.config.to_dict())
+        if not (self.out / "genotype_magnitude.json").exists():
+            self.run_search(progress=progress)
+        retrained = {name: self.retrain(name, self.out / f"genotype_{name}.json", progress=progress)
+                     for name in SELECTIONS.values()}
+        random = []
+        for r in range(self.config.random_architectures):
+            path = self.out / f"genotype_random{r}.json"
+            if not path.exists():
+                write_json(path, self.random_genotype(r))
+            random.append(self.retrain(f"random{r}", path, progress=progress))
+        best = read_json(self.out / "search" / "best.json")
+        results = {
+            "dataset": self.data.name,
+            "layout": self.config.layout,
+            "seed": self.config.seed,
+            "bayesian_search": self.config.bayesian,
+            "train_images": len(self.x_train),
+            "search_images": int(round(self.config.search_fraction * len(self.x_train))),
+            "test_images": len(self.x_test),
+            **retrained,
+            "random": random,
+            "same_genotype": retrained["snr"]["genotype"] == retrained["magnitude"]["genotype"],
+            "best_epoch": best["epoch"],
+            "best_val_error": best["val_error"],
+            "search_seconds": _training_seconds(self.out / "search"),
+        }
+        write_json(self.out / "results.json", results)
+        return results
+
+
+#: vinnas2020 §V-B / Molchanov et al. 2017: weights with log α = log σ² − log μ² ≥ 3 are pruned.
+PRUNE_THRESHOLD = 3.0
+
+
+class _BayesianWeights(torch.nn.Module):
+    """q(w) over the convolution and linear weights of a stand-alone network (vinnas2020 eq. 4–5
+    in the re-training): a :class:`~bayesnas.guides.NormalWeightGuide` whose draws replace the
+    weights through ``torch.func.functional_call``; the network's layers compute through
+    :mod:`bayesnas.nn.lrt`, so under :func:`local_reparameterization` the draws give the LRT.
+    BatchNorm's affine parameters stay deterministic (trained by the same Adam)."""
+
+    def __init__(self, net: torch.nn.Module, *, num_data: int) -> None:
+        from bayesnas.guides import NormalWeightGuide
+
+        super().__init__()
+        self.net = [net]  # not a submodule: its parameters are trained and saved by the caller
+        # Every convolution / linear weight (≥ 2 dimensions; ops name theirs "depthwise", ...).
+        names = [n for n, p in net.named_parameters() if p.dim() >= 2]
+        self.guide = NormalWeightGuide(net, prefix="w", include=names)
+        self.num_data = num_data
+        self.nonzero: int | None = None
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.func import functional_call
+
+        draws = self.guide()
+        weights = {n: draws[self.guide.site_name(n)] for n in self.guide.param_names}
+        return functional_call(self.net[0], weights, (x,))
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, *, gamma: float, label_smoothing: float) -> torch.Tensor:
+        """Per datum: the label-smoothed cross-entropy of an LRT draw + γ₁ · KL(q(w) ‖ p(w)) / N
+        (eq. 8's weight terms; the KL is Molchanov et al.'s approximation, analytic in (μ, σ))."""
+        from bayesnas.distributions.kl import kl_normal_log_uniform
+        from bayesnas.handlers.local_reparameterization import local_reparameterization
+
+        with local_reparameterization():
+            nll = F.cross_entropy(self._forward(x), y, label_smoothing=label_smoothing)
+        if gamma == 0:
+            return nll
+        kl = sum(kl_normal_log_uniform(loc, torch.exp(0.5 * ls2)).sum()
+                 for loc, ls2 in zip(self.guide.locs, self.guide.log_sigma2s, strict=True))
+        return nll + gamma * kl / self.num_data
+
+    def pruned(self, *, threshold: float) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The deterministic network at the means with log α ≥ ``threshold`` zeroed (§IV-B);
+        sets :attr:`nonzero`, the non-zero parameters after pruning (BatchNorm's included)."""
+        from bayesnas.handlers.local_reparameterization import local_reparameterization
+
+        net = self.net[0]
+        deterministic = sum(p.numel() for n, p in net.named_parameters() if n not in self.guide.param_names)
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            with local_reparameterization(deterministic=True, threshold=threshold) as handler:
+                out = self._forward(x)
+            self.nonzero = handler.nonzero_count() + deterministic
+            return out
+
+        return forward
+
+
+def _training_seconds(phase: Path) -> float:
+    """The training time of a phase: the sum over its checkpointed epochs (a resumed run's lost
+    epoch is not counted)."""
+    return float(sum(row["seconds"] for row in MetricsLog(phase / "metrics.jsonl").read()))
+
+
+def run_vinnas(
+    config: VinnasConfig | None = None,
+    *,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    data: VinnasData | None = None,
+) -> dict[str, Any]:
+    """Run (or with ``resume=True`` continue, from ``out/config.json``) a VINNAS experiment into
+    ``out``; returns ``results.json``'s content. ``data`` replaces loading the configured dataset."""
+    out = Path(out)
+    if resume:
+        config = VinnasConfig.from_dict(read_json(out / "config.json"))
+    elif config is None:
+        raise ValueError("run_vinnas needs a config unless resume=True.")
+    return VinnasRun(config, out, data=data).run(resume=resume, progress=progress)
