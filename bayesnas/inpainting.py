@@ -56,7 +56,14 @@ from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.image_quality import psnr, ssim
 from bayesnas.data.masks import MASKS, apply_mask, make_masks
 from bayesnas.nn.cae import DEFAULT_CHANNELS, SymmetricCAE, genotype_from_arch, search_variables
-from bayesnas.runs import MetricsLog, load_checkpoint, read_json, save_checkpoint, write_json
+from bayesnas.runs import (
+    MetricsLog,
+    load_checkpoint,
+    read_json,
+    save_checkpoint,
+    training_seconds,
+    write_json,
+)
 
 __all__ = ["InpaintingConfig", "InpaintingData", "InpaintingRun", "load_images", "run_inpainting"]
 
@@ -445,7 +452,7 @@ class InpaintingRun:
             "genotype": dict(genotype),
             "active_layers": list(net.chain),
             "num_weights": sum(p.numel() for p in net.parameters()),
-            "seconds": _training_seconds(phase),
+            "seconds": training_seconds(phase),
         }
         write_json(done, result)
         return result
@@ -483,16 +490,11 @@ class InpaintingRun:
             "test_images": len(self.test_images),
             "searched": searched,
             "random": random,
-            "search_seconds": _training_seconds(self.out / "search"),
+            "search_seconds": training_seconds(self.out / "search"),
         }
         write_json(self.out / "results.json", results)
         return results
 
-
-def _training_seconds(phase: Path) -> float:
-    """The training time of a phase: the sum over its checkpointed chunks (a resumed run's
-    lost chunk is not counted)."""
-    return float(sum(row["seconds"] for row in MetricsLog(phase / "metrics.jsonl").read()))
 
 
 def run_inpainting(

@@ -39,6 +39,7 @@ from bayesnas.runs import (
     load_checkpoint,
     read_json,
     save_checkpoint,
+    training_seconds,
     write_json,
 )
 
@@ -217,14 +218,13 @@ class RetrainRun:
 
     def finish(self) -> dict[str, Any]:
         save_checkpoint(self.out / "model.pt", self.net.state_dict())
-        rows = self.metrics.read()
         results = {
             "epochs": self.epoch,
             "test_error": self.error("test"),
             "val_error": self.error("val"),
             "num_parameters": self.net.num_parameters(),
             "num_parameters_with_auxiliary": self.net.num_parameters(auxiliary=True),
-            "seconds": sum(r.get("seconds", 0.0) for r in rows),
+            "seconds": training_seconds(self.out),
         }
         write_json(self.out / "results.json", results)
         return results

@@ -96,3 +96,9 @@ class MetricsLog:
         # Rewritten whole (small file) so that the log is never left with a partial line.
         rows = [*self.read(), dict(row)]
         atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def training_seconds(run_dir: str | os.PathLike) -> float:
+    """The training time of a run (or of one phase of it): the sum of the ``seconds`` of its
+    checkpointed rows in ``metrics.jsonl`` (a resumed run's lost chunk is not counted)."""
+    return float(sum(row.get("seconds", 0.0) for row in MetricsLog(Path(run_dir) / "metrics.jsonl").read()))

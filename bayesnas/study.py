@@ -10,6 +10,7 @@ so re-running the same command after a crash completes the study. The experiment
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -17,7 +18,7 @@ import re
 import shlex
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "available_cpus",
     "base_config",
     "command_line",
+    "cpu_threads",
     "default_jobs",
     "gap_and_standard_error",
     "separated",
@@ -102,6 +104,19 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int, *, device: str) -> Iterator[None]:
+    """Run with ``threads`` torch threads on the CPU (the small default networks run fastest on
+    one) and give the caller's setting back afterwards (tests call scripts in-process)."""
+    before = torch.get_num_threads()
+    if str(device).startswith("cpu"):
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_study(

@@ -59,6 +59,7 @@ from bayesnas.runs import (
     load_checkpoint,
     read_json,
     save_checkpoint,
+    training_seconds,
     write_json,
 )
 
@@ -499,7 +500,7 @@ class VinnasRun:
             nonzero = bayes.nonzero
         result = {"test_error": error, "test_accuracy": 1.0 - error, "num_params": num_params,
                   "nonzero_params": nonzero, "bayesian": bayes is not None, "genotype": genotype,
-                  "seconds": _training_seconds(phase)}
+                  "seconds": training_seconds(phase)}
         write_json(done, result)
         return result
 
@@ -555,7 +556,7 @@ class VinnasRun:
             "same_genotype": retrained["snr"]["genotype"] == retrained["magnitude"]["genotype"],
             "best_epoch": best["epoch"],
             "best_val_error": best["val_error"],
-            "search_seconds": _training_seconds(self.out / "search"),
+            "search_seconds": training_seconds(self.out / "search"),
         }
         write_json(self.out / "results.json", results)
         return results
@@ -620,11 +621,6 @@ class _BayesianWeights(torch.nn.Module):
 
         return forward
 
-
-def _training_seconds(phase: Path) -> float:
-    """The training time of a phase: the sum over its checkpointed epochs (a resumed run's lost
-    epoch is not counted)."""
-    return float(sum(row["seconds"] for row in MetricsLog(phase / "metrics.jsonl").read()))
 
 
 def run_vinnas(

@@ -28,7 +28,7 @@ from bayesnas.analysis.genotype_plot import choice_probabilities, plot_genotype
 from bayesnas.analysis.report import load_run
 from bayesnas.nn.cell_network import random_genotype
 from bayesnas.retrain import RetrainConfig, load_genotype
-from bayesnas.runs import MetricsLog, read_json
+from bayesnas.runs import read_json, training_seconds
 from bayesnas.study import (
     SEPARATION,
     Arm,
@@ -113,7 +113,7 @@ def _mean_std(values: list[float]) -> str:
 
 
 def table(rows: dict[str, list[dict]], search_runs: list[Path]) -> str:
-    minutes = [sum(r["seconds"] for r in MetricsLog(d / "metrics.jsonl").read()) / 60 for d in search_runs]
+    minutes = [training_seconds(d) / 60 for d in search_runs]
     lines = ["| method | search time per seed (min) | params (M) | test error | re-train time (min) |",
              "| --- | --- | --- | --- | --- |"]
     for label, results in rows.items():

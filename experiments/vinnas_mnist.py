@@ -34,14 +34,13 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bayesnas.runs import read_json, write_json  # noqa: E402
 from bayesnas.study import (  # noqa: E402
     SEPARATION,
     command_line,
+    cpu_threads,
     gap_and_standard_error,
     results_dir,
     separated,
@@ -266,13 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     plan = configs(args)
     first = next(iter(plan.values()))
-    threads = torch.get_num_threads()
-    if first.device == "cpu":
-        torch.set_num_threads(args.threads)
-    try:
+    with cpu_threads(args.threads, device=first.device):
         return _study(args, argv, plan, first, start)
-    finally:
-        torch.set_num_threads(threads)  # the caller's setting (tests call main in-process)
 
 
 def _study(args: argparse.Namespace, argv: list[str] | None, plan: dict[int, VinnasConfig],
