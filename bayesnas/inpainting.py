@@ -496,7 +496,6 @@ class InpaintingRun:
         return results
 
 
-
 def run_inpainting(
     config: InpaintingConfig | None = None,
     *,

@@ -622,7 +622,6 @@ class _BayesianWeights(torch.nn.Module):
         return forward
 
 
-
 def run_vinnas(
     config: VinnasConfig | None = None,
     *,
