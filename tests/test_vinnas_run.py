@@ -189,3 +189,17 @@ def test_script_reuses_a_finished_search_for_a_bayesian_retraining(tmp_path):
     assert "non-zero parameters after pruning" in page and "The searches are those of" in page
     with pytest.raises(ValueError, match=r"other settings: epochs=2 \(here 3\)"):
         script.main([*common, "--epochs", "3", "--out", str(tmp_path / "c"), *reuse])
+
+
+def test_report_of_a_run_shows_its_retrained_networks(tmp_path, data):
+    from bayesnas.analysis.report import write_report
+
+    out = tmp_path / "run"
+    results = run_vinnas(_config(), out=out, progress=False, data=data)
+    text = write_report(out)["md"].read_text()
+    assert text.startswith("# bayesnas run: vinnas / layout M (run)")
+    header = next(line for line in text.splitlines() if line.startswith("| network"))
+    assert "test accuracy" in header and "parameters" in header and "PSNR" not in header
+    row = next(line for line in text.splitlines() if line.startswith("| snr "))
+    assert f"{results['snr']['num_params']}" in row
+    assert "| random0 " in text and "| magnitude " in text

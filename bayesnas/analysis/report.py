@@ -245,6 +245,21 @@ def _config_rows(config: dict[str, Any]) -> list[list[Any]]:
     return [[k, json.dumps(v) if isinstance(v, dict | list) else v] for k, v in sorted(config.items())]
 
 
+# The re-trained networks of an experiment run: inpainting ("searched"), VINNAS ("snr",
+# "magnitude"); "random" lists the random architectures of both. Columns appear when used.
+_RETRAINED = ("searched", "snr", "magnitude")
+_NETWORK_COLUMNS = (("test_accuracy", "test accuracy"), ("test_error", "test error"), ("psnr", "PSNR [dB]"),
+                    ("ssim", "SSIM"), ("active_layers", "active layers"), ("num_weights", "weights"),
+                    ("num_params", "parameters"), ("nonzero_params", "non-zero parameters"),
+                    ("seconds", "re-training seconds"))
+
+
+def _network_cell(network: dict[str, Any], key: str) -> Any:
+    if key == "active_layers":
+        return ", ".join(f"layer{i}" for i in network.get(key, [])) or None
+    return network.get(key)
+
+
 def _results_section(doc: _Document, results: dict[str, Any] | None, *, inpainting: bool = False) -> None:
     doc.heading("Test metrics")
     if not results:
@@ -257,13 +272,12 @@ def _results_section(doc: _Document, results: dict[str, Any] | None, *, inpainti
         rows = [[key, single[key], averaged[key]] for key in ("accuracy", "error", "nll", "ece")]
         doc.table(["metric", "most likely architecture",
                    f"model average ({results.get('stochastic_samples')} architectures)"], rows)
-    networks = [("searched", results["searched"])] if isinstance(results.get("searched"), dict) else []
+    networks = [(k, results[k]) for k in _RETRAINED if isinstance(results.get(k), dict)]
     networks += [(f"random{r}", n) for r, n in enumerate(results.get("random") or []) if isinstance(n, dict)]
-    if networks:  # an inpainting run: its re-trained networks on the masked test images
-        doc.table(["network", "PSNR [dB]", "SSIM", "active layers", "weights", "re-training seconds"],
-                  [[name, n.get("psnr"), n.get("ssim"),
-                    ", ".join(f"layer{i}" for i in n.get("active_layers", [])) or None,
-                    n.get("num_weights"), n.get("seconds")] for name, n in networks])
+    columns = [(key, title) for key, title in _NETWORK_COLUMNS if any(key in n for _, n in networks)]
+    if networks:  # an experiment run (inpainting, VINNAS): its re-trained networks on the test set
+        doc.table(["network", *(title for _, title in columns)],
+                  [[name, *(_network_cell(n, key) for key, _ in columns)] for name, n in networks])
     other = {k: v for k, v in results.items()
              if not isinstance(v, dict | list) and k not in ("stochastic_samples",)}
     doc.table(["result", "value"], sorted(other.items()))
@@ -367,10 +381,12 @@ def _is_inpainting(config: Mapping[str, Any]) -> bool:
 
 def _title(run: RunRecord) -> str:
     """``space / method``, or what the config has instead (an inpainting run: ``inpainting /
-    mask center``)."""
+    mask center``; a VINNAS run: ``vinnas / layout M``)."""
     c = run.config
-    space = c.get("space") or ("inpainting" if _is_inpainting(c) else None)
-    method = c.get("method") or (f"mask {c['mask']}" if _is_inpainting(c) else None)
+    vinnas = "space" not in c and "layout" in c and "gamma_arch" in c  # a bayesnas.vinnas run
+    space = c.get("space") or ("inpainting" if _is_inpainting(c) else "vinnas" if vinnas else None)
+    method = c.get("method") or (f"mask {c['mask']}" if _is_inpainting(c)
+                                 else f"layout {c['layout']}" if vinnas else None)
     what = " / ".join(str(x) for x in (space, method) if x) or "run"
     return f"bayesnas run: {what} ({run.path.name})"
 
