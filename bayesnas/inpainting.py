@@ -58,6 +58,7 @@ from bayesnas.data.masks import MASKS, apply_mask, make_masks
 from bayesnas.nn.cae import DEFAULT_CHANNELS, SymmetricCAE, genotype_from_arch, search_variables
 from bayesnas.runs import (
     MetricsLog,
+    config_to_run,
     load_checkpoint,
     read_json,
     save_checkpoint,
@@ -508,8 +509,5 @@ def run_inpainting(
     experiment into ``out``; returns ``results.json``'s content. ``data`` replaces loading the
     configured dataset (images already in [0, 1])."""
     out = Path(out)
-    if resume:
-        config = InpaintingConfig.from_dict(read_json(out / "config.json"))
-    elif config is None:
-        raise ValueError("run_inpainting needs a config unless resume=True.")
+    config = config_to_run(InpaintingConfig, config, out=out, resume=resume, what="run_inpainting")
     return InpaintingRun(config, out, data=data).run(resume=resume, progress=progress)

@@ -36,6 +36,7 @@ from bayesnas.nn.cell_network import CellNetwork, decode_genotype
 from bayesnas.runs import (
     MetricsLog,
     config_from_dict,
+    config_to_run,
     load_checkpoint,
     read_json,
     save_checkpoint,
@@ -235,9 +236,5 @@ def run_retrain(
 ) -> dict[str, Any]:
     """Re-train (or with ``resume=True`` continue re-training) into ``out``; returns the results."""
     out = Path(out)
-    if resume:
-        saved = RetrainConfig.from_dict(read_json(out / "config.json"))
-        return RetrainRun(saved, out).run(resume=True, progress=progress)
-    if config is None:
-        raise ValueError("run_retrain needs a config unless resume=True.")
-    return RetrainRun(config, out).run(progress=progress)
+    config = config_to_run(RetrainConfig, config, out=out, resume=resume, what="run_retrain")
+    return RetrainRun(config, out).run(resume=resume, progress=progress)

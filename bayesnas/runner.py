@@ -48,8 +48,8 @@ from bayesnas.models import get_space
 from bayesnas.runs import (
     MetricsLog,
     config_from_dict,
+    config_to_run,
     load_checkpoint,
-    read_json,
     save_checkpoint,
     write_json,
 )
@@ -522,9 +522,5 @@ def run_search(
 ) -> dict[str, Any]:
     """Run (or with ``resume=True`` continue) a search into ``out``; returns the results."""
     out = Path(out)
-    if resume:
-        saved = SearchConfig.from_dict(read_json(out / "config.json"))
-        return SearchRun(saved, out).run(resume=True, progress=progress)
-    if config is None:
-        raise ValueError("run_search needs a config unless resume=True.")
-    return SearchRun(config, out).run(progress=progress)
+    config = config_to_run(SearchConfig, config, out=out, resume=resume, what="run_search")
+    return SearchRun(config, out).run(resume=resume, progress=progress)

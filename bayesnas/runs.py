@@ -25,6 +25,18 @@ def config_from_dict(cls: type[Config], d: Mapping[str, Any]) -> Config:
     return cls(**d)
 
 
+def config_to_run(
+    cls: type[Config], config: Config | None, *, out: str | os.PathLike, resume: bool, what: str
+) -> Config:
+    """The configuration a ``run_*`` entry point runs: the one saved in ``out/config.json`` when
+    it resumes (the directory is the whole truth), else ``config``, which is then required."""
+    if resume:
+        return config_from_dict(cls, read_json(Path(out) / "config.json"))
+    if config is None:
+        raise ValueError(f"{what} needs a config unless resume=True.")
+    return config
+
+
 def _atomic_replace(path: str | os.PathLike, write: Any, mode: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,7 @@ from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.runs import (
     MetricsLog,
     config_from_dict,
+    config_to_run,
     load_checkpoint,
     read_json,
     save_checkpoint,
@@ -633,8 +634,5 @@ def run_vinnas(
     """Run (or with ``resume=True`` continue, from ``out/config.json``) a VINNAS experiment into
     ``out``; returns ``results.json``'s content. ``data`` replaces loading the configured dataset."""
     out = Path(out)
-    if resume:
-        config = VinnasConfig.from_dict(read_json(out / "config.json"))
-    elif config is None:
-        raise ValueError("run_vinnas needs a config unless resume=True.")
+    config = config_to_run(VinnasConfig, config, out=out, resume=resume, what="run_vinnas")
     return VinnasRun(config, out, data=data).run(resume=resume, progress=progress)
