@@ -581,16 +581,14 @@ class _BayesianWeights(torch.nn.Module):
         self.net = [net]  # not a submodule: its parameters are trained and saved by the caller
         # Every convolution / linear weight (≥ 2 dimensions; ops name theirs "depthwise", ...).
         names = [n for n, p in net.named_parameters() if p.dim() >= 2]
-        self.guide = NormalWeightGuide(net, prefix="w", include=names)
+        self.guide = NormalWeightGuide(net, prefix="w", include=names, flat=True)
         self.num_data = num_data
         self.nonzero: int | None = None
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         from torch.func import functional_call
 
-        draws = self.guide()
-        weights = {n: draws[self.guide.site_name(n)] for n in self.guide.param_names}
-        return functional_call(self.net[0], weights, (x,))
+        return functional_call(self.net[0], self.guide.weights(self.guide()), (x,))
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, *, gamma: float, label_smoothing: float) -> torch.Tensor:
         """Per datum: the label-smoothed cross-entropy of an LRT draw + γ₁ · KL(q(w) ‖ p(w)) / N

@@ -1,7 +1,7 @@
 """Search step with Bayesian LRT weights vs the same step with deterministic weights, side by side.
 
     OMP_NUM_THREADS=1 python benchmarks/lrt_step_time.py [--device cpu|cuda] [--layout M]
-        [--channels 8] [--batch-size 32] [--repeats 5] [--steps 10] [--profile]
+        [--channels 8] [--batch-size 32] [--repeats 20] [--steps 1] [--profile]
 
 The step is vinnas2020 alg. 1 as :class:`bayesnas.infer.VariationalArchitectureSearch` runs it
 (after the warm-up): a W step and an α step, each one eq. 8 loss
@@ -20,28 +20,31 @@ handler. The network is :class:`~bayesnas.models.VinnasSearchSpace` on 1 × 28 �
   analytic KL of every site); the excess of ``bayesian`` over it is the LRT's own cost (the
   second convolution, x², the output noise and their backward).
 
-To tell the LRT's arithmetic from Pyro's bookkeeping (tracing, replay, the per-site KLs, the
-effect stack), a bare forward + backward of the network (fixed mixing weights, mean
-cross-entropy, no ELBO, no optimiser) is timed in both modes too: ``bayesian`` draws the
-weights from q(w) and runs the network under the handler (the LRT), ``deterministic`` runs
-it on the parameters. All are timed in alternation (median of ``repeats`` blocks of
-``steps`` steps each) so that machine noise hits them alike. ``--profile`` also prints the
+To tell the LRT's arithmetic from Pyro's bookkeeping (tracing, replay, the KL, the effect
+stack), a bare forward + backward of the network (fixed mixing weights, mean cross-entropy,
+no ELBO, no optimiser) is timed in both modes too: ``bayesian`` draws the weights from q(w)
+and runs the network under the handler (the LRT), ``deterministic`` runs it on the
+parameters. Every round times each variant once (``--steps`` steps), in turn; the ratios are
+taken within each round and summarised by their median and quartiles, so a burst of machine
+noise moves one round's ratio, not the result. ``--profile`` also prints the
 ``torch.profiler`` table of a few Bayesian search steps. Both search steps run under the
 handler (``lrt=True``, as the driver does); it leaves the deterministic layers alone.
 
-Measured (CPU, 1 thread, ``--repeats 5 --steps 5``, a machine shared with another job, so
-±5 %): search step 2.34–2.45× (2.35–2.36× before the fused LRT sample of
-:mod:`bayesnas.handlers.local_reparameterization`; paired in one process the change saves ~4 %
-of the Bayesian step), bare forward + backward 1.95–2.1×; split: Pyro's weight sites ≈ +0.3×,
-LRT layers ≈ +1.05×. The LRT part has a floor: the convolutions are ≈ 53 % of the deterministic
-step and are all doubled (+0.53×), and one N(0, 1) draw per output element of every layer
-(``randn``, ≈ 3 ns per element on this CPU) is ≈ +0.25×; the rest is x², the root and their
-backward. So ≤ 2.0× is out of reach here unless the per-site bookkeeping goes (one site for
-all weights, outside this benchmark's scope).
+Measured (CPU, 1 thread, ``--repeats 25``): search step **2.02×** (quartiles 1.90–2.07), bare
+forward + backward 2.03×; split: Pyro's weight sites +0.06×, LRT layers +0.98×. At the paper's
+MNIST size (``--channels 16 --batch-size 64 --repeats 12``): 2.14× (2.06–2.25), bare 2.06×.
+Before all the weights became one site (:class:`bayesnas.nn.parameter_layout.ParameterLayout`)
+the step was 2.19–2.45× with Pyro's ~150 weight sites at +0.3×; sharing x² among the ops that
+read one input (the handler's cache) saves a further ~6 % of the Bayesian step. What remains is
+the LRT's own floor: every convolution is doubled (≈ 53 % of the deterministic step, so
++0.53×) and one N(0, 1) draw per output element of every layer (``randn``, ≈ 10 % of the
+Bayesian step) plus x², the root and their backward make up the rest. So the ≤ 2.0× target
+is met at C = 8 and missed by 0.1× at C = 16 on this CPU.
 
-On an H100 (``--device cuda --repeats 3 --steps 5``) the step is launch-bound: 394 ms Bayesian
-vs 54 ms deterministic, 7.3×, of which Pyro's ~150 weight sites are +4.3× and the LRT layers
-+1.9×; bare forward + backward 4.3×. There, one site (one KL) for all weights is the fix.
+On an H100 (``--device cuda``, before the one-site change) the step was launch-bound: 394 ms
+Bayesian vs 54 ms deterministic, 7.3×, of which Pyro's ~150 weight sites were +4.3× and the
+LRT layers +1.9×; one site for all the weights removes that +4.3× (not re-measured: no GPU
+in that session).
 """
 
 from __future__ import annotations
@@ -116,8 +119,8 @@ def make_steps(args, device: torch.device) -> dict[str, object]:
         if bayesian:
             def bare(space=space, weight_guide=weight_guide, mix=mix) -> None:
                 with local_reparameterization():
-                    w = {k.removeprefix("w."): v for k, v in weight_guide().items()}
-                    out = functional_call(space.net, w, (x, mix))
+                    w = weight_guide.weights(weight_guide())
+                    out = functional_call(space.net, w, (x, mix), strict=True)
                 F.cross_entropy(out, y).backward()
         else:
             def bare(space=space, mix=mix) -> None:
@@ -152,14 +155,19 @@ def profile(step, device: torch.device, n: int = 5) -> None:
     print(prof.key_averages().table(sort_by=key, row_limit=25))
 
 
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    q1, q2, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
+    return q1, q2, q3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--layout", default="M")
     parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=20, help="rounds; each times every variant once")
+    parser.add_argument("--steps", type=int, default=1, help="steps per variant and round")
     parser.add_argument("--profile", action="store_true", help="profile the Bayesian search step")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -173,13 +181,17 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"layout {args.layout}, channels {args.channels}, batch {args.batch_size}, 28x28, "
-          f"median of {args.repeats} x {args.steps} steps")
+          f"{args.repeats} rounds of {args.steps} step(s) per variant")
     for name, t in med.items():
-        print(f"{name:34s} {1e3 * t:9.1f} ms")
-    det = med["search step, deterministic"]
+        print(f"{name:34s} {1e3 * t:9.1f} ms (median)")
+    # Ratios within each round (its steps ran seconds apart), then their median and quartiles:
+    # a burst of machine noise shifts one round's ratio, not the summary.
     for what in ("search step", "bare fwd+bwd"):
-        ratio = med[f"{what}, bayesian"] / med[f"{what}, deterministic"]
-        print(f"{what:34s} bayesian / deterministic = {ratio:.2f}x")
+        pairs = zip(times[f"{what}, bayesian"], times[f"{what}, deterministic"], strict=True)
+        ratios = [b / d for b, d in pairs]
+        q1, q2, q3 = quartiles(ratios)
+        print(f"{what:34s} bayesian / deterministic = {q2:.2f}x (quartiles {q1:.2f}-{q3:.2f})")
+    det = med["search step, deterministic"]
     probe = med["search step, bayesian, layers at μ"]
     print(f"search step, split of the excess     Pyro's weight sites {(probe - det) / det:+.2f}x, "
           f"LRT layers {(med['search step, bayesian'] - probe) / det:+.2f}x (of the deterministic step)")

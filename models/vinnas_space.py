@@ -16,12 +16,13 @@ positive. It is never kept in a genotype (:meth:`VinnasSearchSpace.genotype`).
 
 Bayesian weights (vinnas2020 eq. 4–5). ``bayesian=True`` makes every weight of the
 supernetwork (stem, cell inputs, ops, classifier; BatchNorm has no parameters in the search)
-a ``pyro.sample`` site ``f"w.{parameter name}"`` with the log-uniform prior; the sampled
-tensors replace the parameters through ``torch.func.functional_call``, and every layer
-computes through :mod:`bayesnas.nn.lrt`, so under
-:func:`bayesnas.handlers.local_reparameterization` the guide's Normal draws give the local
-reparameterization. :meth:`VinnasSearchSpace.weight_guide` builds the matching
-:class:`bayesnas.guides.NormalWeightGuide` (same names, μ from the supernetwork's
+log-uniform: one ``pyro.sample`` site ``"w"`` over all of them, flattened
+(:class:`bayesnas.nn.parameter_layout.ParameterLayout`; one site and one vectorised KL instead
+of ~150 of each). The views of the draw replace the parameters through
+``torch.func.functional_call``, and every layer computes through :mod:`bayesnas.nn.lrt`, so
+under :func:`bayesnas.handlers.local_reparameterization` the guide's Normal draw gives the
+local reparameterization. :meth:`VinnasSearchSpace.weight_guide` builds the matching
+:class:`bayesnas.guides.NormalWeightGuide` (``flat=True``, μ from the supernetwork's
 initialisation). Why not ``PyroSample`` attributes: those are drawn where the module reads
 them, inside the arch plate the search loss opens around the model, while the weights are
 one draw shared by the S architectures (and ``NormalWeightGuide`` runs outside the plate);
@@ -58,6 +59,7 @@ from torch.func import functional_call
 
 from bayesnas import sites
 from bayesnas.distributions import LogUniform
+from bayesnas.nn.parameter_layout import ParameterLayout
 from bayesnas.nn.vinnas_cells import (
     VinnasNetwork,
     VinnasSupernet,
@@ -68,7 +70,7 @@ from bayesnas.nn.vinnas_cells import (
 )
 from bayesnas.nn.vinnas_ops import OPS, ZERO_INDEX
 
-#: prefix of the weight sites (``"w.cells.0.edges.3.ops.sep_conv_3x3.depthwise"``).
+#: the one site of all the Bayesian weights, flattened.
 WEIGHT_PREFIX = "w"
 CRITERIA = ("snr", "mean")
 
@@ -123,10 +125,12 @@ class VinnasSearchSpace(nn.Module):
 
     # -- Bayesian weights ------------------------------------------------------------------
     def sample_weights(self) -> dict[str, torch.Tensor]:
-        """Declare every weight as ``w.{name} ~ LogUniform`` (vinnas2020 eq. 4); call it outside
-        the arch plate. Returns ``parameter name → sampled tensor``."""
-        return {name: pyro.sample(f"{WEIGHT_PREFIX}.{name}", LogUniform(p.shape).to_event(p.dim()))
-                for name, p in self.net.named_parameters()}
+        """Declare all the weights as one site ``w ~ LogUniform`` over their flat concatenation
+        (vinnas2020 eq. 4: the prior is the same for every weight); call it outside the arch
+        plate. Returns ``parameter name → sampled tensor`` (views of the one draw)."""
+        layout = ParameterLayout(self.net)
+        flat = pyro.sample(WEIGHT_PREFIX, LogUniform((layout.numel,)).to_event(1))
+        return layout.unflatten(flat)
 
     def point_weights(self) -> dict[str, torch.Tensor]:
         """The deterministic parameters, as ``weights=`` for a forward that only needs shapes,
@@ -134,11 +138,11 @@ class VinnasSearchSpace(nn.Module):
         return dict(self.net.named_parameters())
 
     def weight_guide(self, **options: Any) -> nn.Module:
-        """The :class:`~bayesnas.guides.NormalWeightGuide` over the weight sites (vinnas2020
+        """The :class:`~bayesnas.guides.NormalWeightGuide` over the one weight site (vinnas2020
         eq. 5), μ starting at the supernetwork's initial weights; ``options`` go to it."""
         from bayesnas.guides import NormalWeightGuide
 
-        return NormalWeightGuide(self.net, prefix=WEIGHT_PREFIX, **options)
+        return NormalWeightGuide(self.net, prefix=WEIGHT_PREFIX, flat=True, **options)
 
     # -- the model ---------------------------------------------------------------------------
     def _declare(self, device: torch.device) -> dict[str, torch.Tensor]:

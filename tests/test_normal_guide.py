@@ -286,6 +286,30 @@ def test_normal_weight_guide_starts_at_the_module_init_with_log_sigma2_minus_10(
         NormalWeightGuide(net, include=["nope"])
 
 
+def test_flat_normal_weight_guide_is_one_site_over_the_concatenated_parameters():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1))
+    per_tensor, flat = NormalWeightGuide(net, prefix="w"), NormalWeightGuide(net, prefix="w", flat=True)
+    assert flat.site_names == ["w"] and flat.locs[0].shape == (8 + 3,)
+    params = dict(net.named_parameters())
+    assert all(torch.equal(v, params[n]) for n, v in flat.weights(flat.mode()).items())
+    assert list(flat.weights(flat.mode())) == list(params)
+    assert per_tensor.weights(per_tensor.mode()).keys() == params.keys()
+    # The same q(w): the flat site's KL against the log-uniform prior is the per-tensor sum.
+    with poutine.trace() as tr_flat:
+        flat()
+    with poutine.trace() as tr_sep:
+        per_tensor()
+    prior = LogUniform((11,)).to_event(1)
+    kl_flat = torch.distributions.kl_divergence(tr_flat.trace.nodes["w"]["fn"], prior)
+    kl_sep = sum(torch.distributions.kl_divergence(tr_sep.trace.nodes[s]["fn"],
+                                                   LogUniform(params[s[2:]].shape).to_event(params[s[2:]].dim()))
+                 for s in per_tensor.site_names)
+    torch.testing.assert_close(kl_flat, kl_sep)
+    with pytest.raises(ValueError, match="must not be empty, but got prefix=''"):
+        NormalWeightGuide(net, flat=True)
+
+
 def test_normal_weight_guide_trains_a_bayesian_linear_layer_with_the_lrt():
     torch.manual_seed(0)
     x = torch.randn(64, 3)

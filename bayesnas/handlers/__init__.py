@@ -6,6 +6,7 @@ from bayesnas.handlers.local_reparameterization import (
     lrt_moments,
     nonzero_after_pruning,
     prune_mask,
+    split_draw,
 )
 from bayesnas.handlers.scale_sites import ScaleSitesMessenger, scale_sites
 from bayesnas.handlers.seeded_arch import SeededArchMessenger, seeded_arch
@@ -20,4 +21,5 @@ __all__ = [
     "prune_mask",
     "scale_sites",
     "seeded_arch",
+    "split_draw",
 ]

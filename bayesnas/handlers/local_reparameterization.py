@@ -49,7 +49,7 @@ weights can be pruned"): such sites take the value ``μ``, with weights of
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
@@ -82,6 +82,31 @@ def _normal_base(fn: torch.distributions.Distribution) -> Normal | None:
 def registered(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(μ, σ)`` if ``weight`` is a Normal sample drawn under this handler, else ``None``."""
     return _REGISTRY.get(weight) if isinstance(weight, torch.Tensor) else None
+
+
+def split_draw(value: torch.Tensor, shapes: Sequence[torch.Size]) -> list[torch.Tensor]:
+    """Views of a flat draw ``value`` (one dimension, ``Σ numel(shape)`` long), one per shape.
+
+    A registered draw's views are registered too, with the matching views of its (μ, σ), so
+    one Normal site can feed many layers and each layer still gets the LRT: one site and one
+    vectorised KL for all the weights of a network instead of a site per tensor, whose
+    tracing, replay and per-site KL are most of the Bayesian step's bookkeeping
+    (``benchmarks/lrt_step_time.py``).
+    """
+    sizes = [math.prod(shape) for shape in shapes]
+    if value.dim() != 1 or value.numel() != sum(sizes):
+        raise ValueError(f"A flat draw of {sum(sizes)} elements was expected for the shapes, but got a "
+                         f"tensor of shape {tuple(value.shape)}.")
+
+    def views(t: torch.Tensor) -> list[torch.Tensor]:
+        return [piece.view(shape) for piece, shape in zip(t.split(sizes), shapes, strict=True)]
+
+    out = views(value)
+    params = registered(value)
+    if params is not None:
+        for piece, loc, scale in zip(out, views(params[0]), views(params[1]), strict=True):
+            _REGISTRY[piece] = (loc, scale)
+    return out
 
 
 def _check_threshold(threshold: float) -> None:
@@ -119,8 +144,13 @@ def lrt_moments(
     ``F.linear`` / ``F.conv*d``: ``mean = op(x, μ, μ_b)``, ``var = op(x², σ², σ_b²)``. A
     ``bias_scale`` of ``None`` means the bias is fixed.
     """
+    return _lrt_moments(op, input, _Square.apply(input), weight_loc, weight_scale, bias_loc, bias_scale,
+                        **op_kwargs)
+
+
+def _lrt_moments(op, input, input_squared, weight_loc, weight_scale, bias_loc, bias_scale, **op_kwargs):
     mean = op(input, weight_loc, bias_loc, **op_kwargs)
-    var = op(_Square.apply(input), weight_scale * weight_scale,
+    var = op(input_squared, weight_scale * weight_scale,
              None if bias_scale is None else bias_scale * bias_scale, **op_kwargs)
     return mean, var
 
@@ -204,6 +234,17 @@ class LocalReparameterizationMessenger(Messenger):
         self.threshold = threshold
         #: deterministic mode: site name → (non-zero count after pruning, total count).
         self.pruning: dict[str, tuple[int, int]] = {}
+        # input → (its version, x²): the ops of a mixed edge all read the same input, so its
+        # square is computed (and back-propagated) once, not once per op.
+        self._squares: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+    def _square(self, input: torch.Tensor) -> torch.Tensor:
+        cached = self._squares.get(input)
+        if cached is not None and cached[0] == input._version:
+            return cached[1]
+        squared = _Square.apply(input)
+        self._squares[input] = (input._version, squared)
+        return squared
 
     def nonzero_count(self) -> int:
         """Non-zero parameters over the Normal sites seen in deterministic mode, after pruning."""
@@ -245,7 +286,8 @@ class LocalReparameterizationMessenger(Messenger):
                 loc = torch.where(prune_mask(loc, 2.0 * scale.log(), self.threshold), loc, 0.0)
             msg["value"] = msg["fn"](input, loc, bias_loc, **msg["kwargs"])
         else:
-            mean, var = lrt_moments(msg["fn"], input, loc, scale, bias_loc, bias_scale, **msg["kwargs"])
+            mean, var = _lrt_moments(msg["fn"], input, self._square(input), loc, scale, bias_loc, bias_scale,
+                                     **msg["kwargs"])
             msg["value"] = lrt_sample(mean, var)
         msg["done"] = True
 

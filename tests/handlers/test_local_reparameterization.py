@@ -17,7 +17,9 @@ from bayesnas.handlers import (
     lrt_moments,
     nonzero_after_pruning,
     prune_mask,
+    split_draw,
 )
+from bayesnas.handlers.local_reparameterization import registered
 from bayesnas.nn import lrt
 
 N = 20_000
@@ -237,6 +239,75 @@ def test_deterministic_mode_evaluates_at_the_pruned_means_and_counts_nonzeros():
     with local_reparameterization(deterministic=True):  # no threshold: the plain means
         w = pyro.sample("w", dist.Normal(loc, (0.5 * log_sigma2).exp()).to_event(2))
     assert torch.equal(w, loc)
+
+
+def test_views_of_one_flat_site_get_the_lrt_of_their_own_slice_of_mu_and_sigma():
+    """One site over two layers' weights: each view is registered with its slice of (μ, σ), so
+    a layer fed a view computes exactly what it computes from a site of its own."""
+    torch.manual_seed(0)
+    shapes = [torch.Size([4, 2, 3, 3]), torch.Size([5, 4])]
+    loc, scale = torch.randn(72 + 20), torch.rand(92) + 0.1
+    x = torch.randn(3, 2, 6, 6)
+    with local_reparameterization():
+        conv_w, lin_w = split_draw(pyro.sample("w", dist.Normal(loc, scale).to_event(1)), shapes)
+        assert torch.equal(registered(lin_w)[0], loc[72:].view(5, 4))
+        assert torch.equal(registered(conv_w)[1], scale[:72].view(shapes[0]))
+        torch.manual_seed(5)
+        flat_out = lrt.conv2d(x, conv_w, padding=1)
+        own_loc, own_scale = loc[:72].view(shapes[0]), scale[:72].view(shapes[0])
+        own = pyro.sample("own", dist.Normal(own_loc, own_scale).to_event(4))
+        torch.manual_seed(5)
+        own_out = lrt.conv2d(x, own, padding=1)
+    assert torch.equal(flat_out, own_out)
+    # Deterministic mode: the views are those of the pruned means; the one site is counted once.
+    msngr = LocalReparameterizationMessenger(deterministic=True, threshold=3.0)
+    with msngr:
+        conv_w, lin_w = split_draw(pyro.sample("w", dist.Normal(loc, scale).to_event(1)), shapes)
+        out = lrt.linear(torch.ones(1, 4), lin_w)
+    kept = torch.where(prune_mask(loc, 2 * scale.log()), loc, 0.0)
+    assert torch.equal(out, F.linear(torch.ones(1, 4), kept[72:].view(5, 4)))
+    assert msngr.pruning == {"w": (int((kept != 0).sum()), 92)}
+    # A plain tensor splits into plain views.
+    assert all(registered(v) is None for v in split_draw(torch.zeros(92), shapes))
+    with pytest.raises(ValueError, match=r"A flat draw of 92 elements was expected .* shape \(91,\)"):
+        split_draw(torch.zeros(91), shapes)
+
+
+def test_layers_sharing_an_input_share_its_square_without_changing_values_or_gradients():
+    """The ops of a mixed edge read one input: the handler squares it once per input (and
+    again after an in-place change), with the same outputs and gradients as separate handlers."""
+    torch.manual_seed(0)
+    loc, scale = torch.randn(2, 3, 4), torch.rand(2, 3, 4) + 0.1
+    x0 = torch.randn(5, 4)
+
+    def run(shared: bool):
+        x = x0.clone().requires_grad_()
+        guide_loc = loc.clone().requires_grad_()
+        torch.manual_seed(1)
+        outs = []
+        with local_reparameterization() as handler:
+            w = pyro.sample("w", dist.Normal(guide_loc, scale).to_event(3))
+            for k in range(2):
+                if shared:
+                    outs.append(lrt.linear(x, w[k]))
+                else:
+                    with local_reparameterization():  # a fresh cache per layer
+                        outs.append(lrt.linear(x, w[k]))
+        sum(o.pow(2).sum() for o in outs).backward()
+        return outs, x.grad, guide_loc.grad, handler
+
+    shared_outs, x_grad, loc_grad, handler = run(True)
+    separate_outs, x_grad_sep, loc_grad_sep, _ = run(False)
+    for a, b in zip(shared_outs, separate_outs, strict=True):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(x_grad, x_grad_sep)
+    torch.testing.assert_close(loc_grad, loc_grad_sep)
+    # An input changed in place after its square was cached is squared anew.
+    x = torch.ones(1, 4)
+    with handler:
+        assert torch.equal(handler._square(x), torch.ones(1, 4))
+        x.mul_(3.0)
+        assert torch.equal(handler._square(x), torch.full((1, 4), 9.0))
 
 
 def test_invalid_arguments_state_the_rule_and_the_value():
