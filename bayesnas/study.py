@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import multiprocessing
 import os
 import re
@@ -156,16 +157,25 @@ def run_study(
     return dirs
 
 
-def run_all(runs: Sequence[tuple[Any, Path]], *, jobs: int = 1, progress: bool = True,
-            desc: str = "study") -> None:
-    """:func:`run_resumably` every ``(config, run_dir)``, ``jobs`` at a time (see :func:`run_study`)."""
+def run_all(runs: Sequence[tuple[Any, ...]], *, jobs: int = 1, progress: bool = True,
+            desc: str = "study", task: Callable[..., Any] = run_resumably) -> list[Any]:
+    """``task(*run, progress=False)`` for every run, ``jobs`` at a time (see :func:`run_study`);
+    the results in the order of ``runs``. The default task, :func:`run_resumably`, takes
+    ``(config, run_dir)``; with ``jobs > 1`` a task must be importable by name (a module-level
+    function of a package, not of a script)."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"`jobs` must be an integer >= 1, but got jobs={jobs!r}.")
+
+    def name(run: tuple[Any, ...]) -> str:
+        run_dir = next((Path(a) for a in run if isinstance(a, str | os.PathLike)), None)
+        return "" if run_dir is None else f"{run_dir.parent.name}, {run_dir.name}"
+
+    results: list[Any] = [None] * len(runs)
     bar = tqdm(total=len(runs), disable=not progress, desc=desc)
     if jobs == 1:
-        for config, run_dir in runs:
-            bar.set_postfix_str(f"{run_dir.parent.name}, {run_dir.name}")
-            run_resumably(config, run_dir, progress=False)
+        for i, run in enumerate(runs):
+            bar.set_postfix_str(name(run))
+            results[i] = task(*run, progress=False)
             bar.update()
     else:
         # "spawn": a forked child of a process that has used torch's thread pools can hang.
@@ -173,13 +183,15 @@ def run_all(runs: Sequence[tuple[Any, Path]], *, jobs: int = 1, progress: bool =
         threads = max(1, available_cpus() // jobs)
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_set_threads,
                                  initargs=(threads,)) as pool:
-            futures = {pool.submit(run_resumably, config, run_dir, False): run_dir
-                       for config, run_dir in runs}
+            futures = {pool.submit(functools.partial(task, progress=False), *run): i
+                       for i, run in enumerate(runs)}
             for future in as_completed(futures):
-                future.result()  # re-raises a run's error here
-                bar.set_postfix_str(f"{futures[future].parent.name}, {futures[future].name} done")
+                i = futures[future]
+                results[i] = future.result()  # re-raises a run's error here
+                bar.set_postfix_str(f"{name(runs[i])} done")
                 bar.update()
     bar.close()
+    return results
 
 
 def study_parser(

@@ -64,7 +64,8 @@ from bayesnas.runs import (
     write_json,
 )
 
-__all__ = ["VinnasConfig", "VinnasData", "VinnasRun", "load_data", "random_genotype", "run_vinnas"]
+__all__ = ["VinnasConfig", "VinnasData", "VinnasRun", "load_data", "random_genotype", "run_vinnas",
+           "run_vinnas_resumably"]
 
 #: the exported genotypes: criterion of :meth:`VinnasSearchSpace.genotype` → file stem.
 SELECTIONS = {"snr": "snr", "mean": "magnitude"}
@@ -634,3 +635,51 @@ def run_vinnas(
     out = Path(out)
     config = config_to_run(VinnasConfig, config, out=out, resume=resume, what="run_vinnas")
     return VinnasRun(config, out, data=data).run(resume=resume, progress=progress)
+
+
+#: the fields that only the re-training reads: a finished search may be reused across them.
+RETRAIN_FIELDS = frozenset({"retrain_epochs", "retrain_lr", "retrain_batch_size", "retrain_channels",
+                            "retrain_cells", "retrain_bayesian", "retrain_gamma_weights",
+                            "random_architectures", "test_images"})
+
+
+def _reuse_search(config: VinnasConfig, source: Path, run_dir: Path) -> None:
+    """Copy the finished search of ``source`` into ``run_dir`` with this run's ``config.json``,
+    after checking that every field the search reads is the same."""
+    import shutil
+
+    if not (source / "genotype_magnitude.json").exists():
+        raise FileNotFoundError(f"No finished search in {source} (genotype_magnitude.json is missing).")
+    theirs = VinnasConfig.from_dict(read_json(source / "config.json")).to_dict()
+    ours = config.to_dict()
+    differ = sorted(k for k in ours if k not in RETRAIN_FIELDS and ours[k] != theirs[k])
+    if differ:
+        raise ValueError(f"The search in {source} used other settings: "
+                         + ", ".join(f"{k}={theirs[k]!r} (here {ours[k]!r})" for k in differ) + ".")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source / "search", run_dir / "search", dirs_exist_ok=True)
+    for f in ("posterior.json", HISTORY_FILE, "genotype_snr.json", "genotype_magnitude.json"):
+        shutil.copy2(source / f, run_dir / f)
+    write_json(run_dir / "config.json", ours)  # last: the run resumes from here, past its search
+
+
+def run_vinnas_resumably(config: VinnasConfig, run_dir: str | Path, reuse: str | Path | None = None, *,
+                         progress: bool = False, data: VinnasData | None = None) -> dict[str, Any]:
+    """:func:`run_vinnas` for studies: a finished run is read back, a killed one resumed, a new
+    one started; with ``reuse``, a new one starts from the finished search in that directory
+    (same search settings; only the re-training runs). A finished run asked for more random
+    cells re-trains only the missing ones (their draws depend on the seed and their index, not
+    on how many are asked for). Returns ``results.json``'s content."""
+    run_dir = Path(run_dir)
+    if (run_dir / "results.json").exists():
+        done = read_json(run_dir / "results.json")
+        if len(done["random"]) >= config.random_architectures:
+            return done
+        saved = VinnasConfig.from_dict(read_json(run_dir / "config.json"))
+        if dataclasses.replace(saved, random_architectures=config.random_architectures) != config:
+            raise ValueError(f"{run_dir} holds a run with other settings; choose another --out.")
+        write_json(run_dir / "config.json", config.to_dict())
+    if reuse is not None and not (run_dir / "config.json").exists():
+        _reuse_search(config, Path(reuse), run_dir)
+    resume = (run_dir / "config.json").exists()
+    return run_vinnas(None if resume else config, out=run_dir, resume=resume, progress=progress, data=data)

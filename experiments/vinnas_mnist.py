@@ -27,8 +27,7 @@ table II; ``--full`` should use it with ``--retrain-gamma 1``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import shutil
+import functools
 import statistics
 import sys
 import time
@@ -36,17 +35,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bayesnas.runs import read_json, write_json  # noqa: E402
 from bayesnas.study import (  # noqa: E402
     SEPARATION,
+    available_cpus,
     command_line,
     cpu_threads,
+    default_jobs,
     gap_and_standard_error,
     results_dir,
+    run_all,
     separated,
     write_markdown,
 )
-from bayesnas.vinnas import VinnasConfig, VinnasData, load_data, run_vinnas  # noqa: E402
+from bayesnas.vinnas import VinnasConfig, load_data, run_vinnas_resumably  # noqa: E402
 
 NAME = "vinnas_mnist"
 
@@ -122,7 +123,10 @@ def parser() -> argparse.ArgumentParser:
                    help=f"where the table goes (default experiments/results/{NAME}; "
                         "with --smoke, OUT/results)")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch threads on the CPU (the small networks run fastest on one)")
+                   help="torch threads on the CPU with --jobs 1 (the small networks run fastest on one)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="seeds run at once, each in its own process (default: one per core on the CPU, "
+                        "one on a GPU, one with --smoke)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -146,49 +150,6 @@ def configs(args: argparse.Namespace) -> dict[int, VinnasConfig]:
         fields.update(retrain_bayesian=True, retrain_gamma_weights=args.retrain_gamma)
     return {seed: VinnasConfig(**fields, seed=seed, random_architectures=args.random, data_dir=args.data_dir,
                                download=args.download) for seed in range(args.seeds)}
-
-
-#: the fields that only the re-training reads: a search may be reused across them.
-RETRAIN_FIELDS = {"retrain_epochs", "retrain_lr", "retrain_batch_size", "retrain_channels", "retrain_cells",
-                  "retrain_bayesian", "retrain_gamma_weights", "random_architectures", "test_images"}
-
-
-def _reuse_search(config: VinnasConfig, source: Path, run_dir: Path) -> None:
-    """Copy the finished search of ``source`` into ``run_dir`` with this run's ``config.json``,
-    after checking that every field the search reads is the same."""
-    if not (source / "genotype_magnitude.json").exists():
-        raise FileNotFoundError(f"No finished search in {source} (genotype_magnitude.json is missing).")
-    theirs = VinnasConfig.from_dict(read_json(source / "config.json")).to_dict()
-    ours = config.to_dict()
-    differ = sorted(k for k in ours if k not in RETRAIN_FIELDS and ours[k] != theirs[k])
-    if differ:
-        raise ValueError(f"The search in {source} used other settings: "
-                         + ", ".join(f"{k}={theirs[k]!r} (here {ours[k]!r})" for k in differ) + ".")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source / "search", run_dir / "search", dirs_exist_ok=True)
-    for f in ("posterior.json", "posterior_history.jsonl", "genotype_snr.json", "genotype_magnitude.json"):
-        shutil.copy2(source / f, run_dir / f)
-    write_json(run_dir / "config.json", ours)  # last: the run resumes from here, past its search
-
-
-def _run(config: VinnasConfig, run_dir: Path, data: VinnasData, progress: bool,
-         reuse: Path | None = None) -> dict:
-    """A finished run is read back, a killed one resumed, a new one started (with ``reuse``,
-    from the finished search in ``reuse``)."""
-    if (run_dir / "results.json").exists():
-        done = read_json(run_dir / "results.json")
-        if len(done["random"]) >= config.random_architectures:
-            return done
-        # More random cells asked for than the finished run has: re-train the missing ones only
-        # (their draws depend on the seed and their index, not on how many are asked for).
-        saved = VinnasConfig.from_dict(read_json(run_dir / "config.json"))
-        if dataclasses.replace(saved, random_architectures=config.random_architectures) != config:
-            raise ValueError(f"{run_dir} holds a run with other settings; choose another --out.")
-        write_json(run_dir / "config.json", config.to_dict())
-    if reuse is not None and not (run_dir / "config.json").exists():
-        _reuse_search(config, reuse, run_dir)
-    resume = (run_dir / "config.json").exists()
-    return run_vinnas(None if resume else config, out=run_dir, resume=resume, progress=progress, data=data)
 
 
 def _stats(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -271,12 +232,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _study(args: argparse.Namespace, argv: list[str] | None, plan: dict[int, VinnasConfig],
            first: VinnasConfig, start: float) -> int:
-    data = load_data(first.dataset, data_dir=first.data_dir, download=first.download)
     out = Path(args.out)
     reuse = None if args.reuse_search is None else Path(args.reuse_search)
-    results = {seed: _run(config, out / f"seed{seed}", data, not args.no_progress,
-                          None if reuse is None else reuse / f"seed{seed}")
-               for seed, config in plan.items()}
+    jobs = default_jobs(argparse.Namespace(jobs=args.jobs, smoke=args.smoke, device=first.device))
+    task = run_vinnas_resumably
+    if jobs == 1:  # one process: load the data once for every seed (each job loads its own)
+        task = functools.partial(task, data=load_data(first.dataset, data_dir=first.data_dir,
+                                                      download=first.download))
+    runs = [(config, out / f"seed{seed}", None if reuse is None else reuse / f"seed{seed}")
+            for seed, config in plan.items()]
+    done = run_all(runs, jobs=jobs, progress=not args.no_progress, desc=NAME, task=task)
+    results = dict(zip(plan, done, strict=True))
+    threads = ("a GPU" if not first.device.startswith("cpu") else
+               f"CPU, {args.threads if jobs == 1 else max(1, available_cpus() // jobs)} thread(s) per run, "
+               f"{jobs} run(s) at a time")
     text, accuracy = table(results)
     r0 = results[min(results)]
     retrain_weights = (
@@ -312,12 +281,13 @@ def _study(args: argparse.Namespace, argv: list[str] | None, plan: dict[int, Vin
         scale,
         "Mean ± standard deviation over the runs (sample standard deviation) of the test accuracy and "
         f"error of the re-trained networks. {params_note} The search time is the training time of the search "
-        f"(CPU, one thread per run). The α kept (alg. 1 lines 15–17): {kept}.",
+        f"({threads}). The α kept (alg. 1 lines 15–17): {kept}.",
         text,
         "## The paper's findings, checked on this run\n\n"
         + "\n".join(f"- {line}" for line in findings(accuracy, results)),
         "## The paper, for reference\n\n" + PAPER,
-        f"Wall time of this invocation: {(time.perf_counter() - start) / 60:.1f} min (runs already finished "
+        f"Wall time of this invocation: {(time.perf_counter() - start) / 60:.1f} min with {jobs} run(s) at a "
+        "time (runs already finished "
         f"are not re-run); search time summed over all runs: {search / 60:.1f} min; training time "
         f"(search and re-training) summed over all runs: {trained / 60:.1f} min.",
     ]

@@ -35,6 +35,34 @@ def test_parallel_study_repeats_the_sequential_one_exactly(tmp_path):
             assert ra["test_error_deterministic"] == rb["test_error_deterministic"]
 
 
+def test_run_all_runs_any_importable_task_in_processes_and_keeps_the_order(tmp_path):
+    """VINNAS seeds through ``run_all(task=run_vinnas_resumably)``: two processes give the
+    results of one after another (same thread count), in the order of the runs; a second call
+    reads the finished runs back."""
+    from bayesnas.study import run_all
+    from bayesnas.vinnas import VinnasConfig, run_vinnas_resumably
+
+    def runs(root):
+        base = VinnasConfig(dataset="digits", channels=2, epochs=2, warmup_epochs=1, batch_size=16,
+                            retrain_epochs=1, max_train_images=128, test_images=64, random_architectures=0,
+                            eval_batch_size=64)
+        return [(dataclasses.replace(base, seed=s), root / f"seed{s}") for s in (1, 0)]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, available_cpus() // 2))
+    try:
+        serial = run_all(runs(tmp_path / "serial"), progress=False, task=run_vinnas_resumably)
+    finally:
+        torch.set_num_threads(threads)
+    parallel = run_all(runs(tmp_path / "parallel"), jobs=2, progress=False, task=run_vinnas_resumably)
+    assert [r["seed"] for r in serial] == [r["seed"] for r in parallel] == [1, 0]
+    for a, b in zip(serial, parallel, strict=True):
+        assert a["snr"]["genotype"] == b["snr"]["genotype"]
+        assert a["snr"]["test_error"] == b["snr"]["test_error"]
+    again = run_all(runs(tmp_path / "parallel"), progress=False, task=run_vinnas_resumably)
+    assert again == parallel
+
+
 def test_jobs_must_be_a_positive_integer(tmp_path):
     with pytest.raises(ValueError, match="`jobs` must be an integer >= 1, but got jobs=0"):
         run_study(_arms(), seeds=[0], out=tmp_path, jobs=0)
