@@ -203,3 +203,27 @@ def test_report_of_a_run_shows_its_retrained_networks(tmp_path, data):
     row = next(line for line in text.splitlines() if line.startswith("| snr "))
     assert f"{results['snr']['num_params']}" in row
     assert "| random0 " in text and "| magnitude " in text
+    # The chosen cells of both selections: a diagram and a table each, with the posterior's numbers.
+    import re
+
+    from bayesnas.analysis.genotype_plot import vinnas_strengths
+
+    posterior = json.loads((out / "posterior.json").read_text())
+    for name in ("snr", "magnitude"):
+        genotype = json.loads((out / f"genotype_{name}.json").read_text())
+        assert f"## Chosen cells by {name} (genotype_{name}.json)" in text
+        strengths = vinnas_strengths(genotype, posterior)
+        for i, state in enumerate(genotype["reduce"]):
+            s = strengths["reduce"][i]
+            snr, weights = (", ".join(f"{v:{fmt}}" for v in s[key]) for key, fmt in (("snr", ".4g"),
+                                                                                        ("weights", ".3f")))
+            row = (f"| reduce | n{i} | {', '.join(state['inputs'])} | {', '.join(state['ops'])} | "
+                   f"{snr} | {weights} |")
+            assert row in text
+        assert f"(report/genotype_{name}.png)" in text
+    assert "| cell | state | inputs | ops | SNR μ/σ² | mixing weight softmax(μ) |" in text
+    assert "| normal | n0 |" not in text  # layout M has only a reduction cell
+    for rel in re.findall(r"\]\((report/[^)]+\.png)\)", text):
+        assert (out / rel).read_bytes().startswith(b"\x89PNG"), rel
+    assert {"report/genotype_snr.png", "report/genotype_magnitude.png"} <= set(
+        re.findall(r"\]\((report/[^)]+\.png)\)", text))

@@ -10,7 +10,8 @@
   most likely architecture.
 - :mod:`bayesnas.analysis.plots` — the figures; :mod:`bayesnas.analysis.report` — the run
   report (``bayesnas report``) and the comparison of runs (``bayesnas compare``).
-- :func:`plot_genotype` — the chosen cells of the cell space (``genotype.json``), each edge
+- :func:`plot_genotype` — the chosen cells of the cell space (``genotype.json``) or of a VINNAS run
+  (``genotype_snr.json``, ``genotype_magnitude.json``, with :func:`vinnas_strengths`), each edge
   with the posterior probability of its choices (:func:`choice_probabilities`).
 - :func:`plot_cae_genotype` — the chosen symmetric autoencoder of the inpainting space (its
   active chain and mirrored decoder), with :func:`cae_choice_probabilities`.
@@ -33,7 +34,12 @@ from bayesnas.analysis.convergence import (
     convergence_stats,
 )
 from bayesnas.analysis.credible import CredibleArchitecture, credible_set
-from bayesnas.analysis.genotype_plot import choice_probabilities, draw_genotype, plot_genotype
+from bayesnas.analysis.genotype_plot import (
+    choice_probabilities,
+    draw_genotype,
+    plot_genotype,
+    vinnas_strengths,
+)
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.marginals import (
     BernoulliMarginal,
@@ -81,6 +87,7 @@ __all__ = [
     "model_averaging",
     "plot_cae_genotype",
     "plot_genotype",
+    "vinnas_strengths",
     "register_family",
     "two_normal_winner_probability",
     "winner_probabilities",

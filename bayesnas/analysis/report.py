@@ -9,6 +9,11 @@ A report reads what a search run wrote (``config.json``, ``metrics.jsonl``,
 the configuration, the curves, the architecture, the credible set and the test metrics. A
 run that was killed before it finished still gets a report of what it has.
 
+A VINNAS run (:mod:`bayesnas.vinnas`) exports two genotypes instead of ``genotype.json``:
+``genotype_snr.json`` (the positive SNR μ/σ², vinnas2020 §IV-C) and ``genotype_magnitude.json``
+(the posterior mean μ); the report draws and tabulates the chosen cells of each that exists,
+with the SNR and the mixing weight of every kept op where the posterior is there.
+
 An inpainting run (:mod:`bayesnas.inpainting`) keeps its per-epoch metrics in
 ``search/metrics.jsonl``; the report reads them from there when the run has no top-level
 ``metrics.jsonl``, and shows the PSNR / SSIM of its re-trained networks.
@@ -23,14 +28,14 @@ import math
 import os
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bayesnas.analysis import plots
 from bayesnas.analysis.cae_plot import cae_choice_probabilities, is_cae_genotype, plot_cae_genotype
 from bayesnas.analysis.convergence import PARAMETER_FREE, collapse_report, convergence_stats
-from bayesnas.analysis.genotype_plot import choice_probabilities, plot_genotype
+from bayesnas.analysis.genotype_plot import SPACES, choice_probabilities, plot_genotype, vinnas_strengths
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.posterior import Posterior
 from bayesnas.nn import cae
@@ -55,6 +60,17 @@ class RunRecord:
     posterior: Posterior | None
     history: list[tuple[int, Posterior]]
     genotype: dict[str, Any] | None = None
+    #: a VINNAS run's exported genotypes by selection (``"snr"``, ``"magnitude"``), those that exist.
+    vinnas_genotypes: dict[str, Any] = field(default_factory=dict)
+
+
+#: A VINNAS run's selections (:data:`bayesnas.vinnas.SELECTIONS`' file stems): (file, what ranks).
+#: "magnitude" is the criterion ``"mean"`` of ``VinnasSearchSpace.genotype``: the signed μ, not
+#: |μ|, since α enters a sign-sensitive softmax and a large negative μ switches an op off.
+VINNAS_SELECTIONS = {
+    "snr": ("genotype_snr.json", "positive SNR μ/σ² (vinnas2020 §IV-C, the paper's selection)"),
+    "magnitude": ("genotype_magnitude.json", "posterior mean μ (the magnitude baseline; signed μ, not |μ|)"),
+}
 
 
 def _read_optional(path: Path) -> Any:
@@ -75,15 +91,21 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
         metrics = MetricsLog(path / "search" / "metrics.jsonl").read()
     summary = _read_optional(path / "posterior.json")
     posterior = Posterior.from_summary(summary) if summary else (history[-1][1] if history else None)
+    config = read_json(path / "config.json")
+    vinnas = {}
+    if _is_vinnas(config):  # only a VINNAS run's files: another run's genotype_*.json mean nothing here
+        vinnas = {name: g for name, (file, _) in VINNAS_SELECTIONS.items()
+                  if (g := _read_optional(path / file)) is not None}
     return RunRecord(
         path=path,
-        config=read_json(path / "config.json"),
+        config=config,
         metrics=metrics,
         results=_read_optional(path / "results.json"),
         architecture=_read_optional(path / "architecture.json"),
         posterior=posterior,
         history=history,
         genotype=_read_optional(path / "genotype.json"),
+        vinnas_genotypes=vinnas,
     )
 
 
@@ -183,6 +205,18 @@ def _genotype_probabilities(run: RunRecord) -> dict[str, Any] | None:
         return None
 
 
+def _vinnas_strengths(run: RunRecord, genotype: Any) -> dict[str, Any] | None:
+    """SNR and mixing weight of each kept op of a VINNAS genotype, or ``None`` without a
+    posterior of its α sites (``ValueError`` for a genotype that is not one)."""
+    SPACES["vinnas"].decode(genotype)  # a bad genotype raises here, not as a missing posterior
+    if run.posterior is None:
+        return None
+    try:
+        return vinnas_strengths(genotype, run.posterior, zero_clip=float(run.config.get("zero_clip", 0.0)))
+    except (KeyError, ValueError):  # a posterior without the layout's α sites: the genotype alone
+        return None
+
+
 def _make_figures(run: RunRecord, fig_dir: Path) -> list[tuple[Path, str]]:
     """Draw every figure the run's data allows; ``(path, caption)`` pairs."""
     post = run.posterior
@@ -207,6 +241,19 @@ def _make_figures(run: RunRecord, fig_dir: Path) -> list[tuple[Path, str]]:
                                     else "."), plot_genotype, run.genotype, probabilities=probs)
             genotype_drawn = True
         except ValueError:  # _genotype_section says what is wrong; the other figures still come
+            pass
+    for name, genotype in run.vinnas_genotypes.items():
+        file, rule = VINNAS_SELECTIONS[name]
+        try:
+            strengths = _vinnas_strengths(run, genotype)
+            draw(f"genotype_{name}", f"The cells chosen by {name} ({file}): per edge the best op but zero "
+                 f"by the {rule}, per state the two edges whose best op ranks highest; each arc named by "
+                 "its op" + (" with its SNR μ/σ² and its mixing weight softmax(μ) on that edge (width "
+                             "∝ the weight)." if strengths else "."),
+                 plot_genotype, genotype, space="vinnas", strengths=strengths,
+                 title=f"Chosen cells by {name} ({file})")
+            genotype_drawn = True
+        except ValueError:  # _vinnas_genotype_section says what is wrong
             pass
 
     if run.metrics:
@@ -375,15 +422,55 @@ def _cae_section(doc: _Document, run: RunRecord) -> None:
     doc.paragraph("Inactive layers (never computed): " + (", ".join(inactive) if inactive else "none") + ".")
 
 
+def _vinnas_genotype_section(doc: _Document, run: RunRecord, name: str) -> None:
+    """The chosen cells of one VINNAS selection: one row per state, with the SNR and the mixing
+    weight of each kept op (vinnas2020 §IV-C)."""
+    file, rule = VINNAS_SELECTIONS[name]
+    genotype = run.vinnas_genotypes[name]
+    doc.heading(f"Chosen cells by {name} ({file})")
+    try:
+        nodes = SPACES["vinnas"].decode(genotype)
+        strengths = _vinnas_strengths(run, genotype)
+    except ValueError as err:
+        doc.paragraph(f"{file} is not a valid VINNAS genotype: {err}", css="warn")
+        return
+
+    def pair(values: Sequence[float], fmt: str) -> str:
+        return ", ".join(f"{v:{fmt}}" for v in values)
+
+    rows = []
+    for kind, cell in nodes.items():
+        for i, (inputs, ops) in enumerate(cell):
+            row = [kind, f"n{i}", ", ".join(input_labels(i)[a] for a in inputs), ", ".join(ops)]
+            if strengths is not None:
+                s = strengths[kind][i]
+                row += [pair(s["snr"], ".4g"), pair(s["weights"], ".3f")]
+            rows.append(row)
+    outputs = "; ".join(f"{kind}: c_{{k}} = concat({', '.join(f'n{u}' for u in range(len(cell)))})"
+                        for kind, cell in nodes.items())
+    doc.paragraph(f"Selected by the {rule}: per edge the best op other than zero, per state the two "
+                  f"incoming edges whose best op ranks highest. Each state adds its two inputs, each "
+                  f"through its op; the cell's output concatenates all its states ({outputs}).")
+    header = ["cell", "state", "inputs", "ops"]
+    if strengths is not None:
+        header += ["SNR μ/σ²", "mixing weight softmax(μ)"]
+    doc.table(header, rows)
+
+
 def _is_inpainting(config: Mapping[str, Any]) -> bool:
     return "space" not in config and "mask" in config
+
+
+def _is_vinnas(config: Mapping[str, Any]) -> bool:
+    """A :mod:`bayesnas.vinnas` run: its config names a layout and γ_arch, but no space."""
+    return "space" not in config and "layout" in config and "gamma_arch" in config
 
 
 def _title(run: RunRecord) -> str:
     """``space / method``, or what the config has instead (an inpainting run: ``inpainting /
     mask center``; a VINNAS run: ``vinnas / layout M``)."""
     c = run.config
-    vinnas = "space" not in c and "layout" in c and "gamma_arch" in c  # a bayesnas.vinnas run
+    vinnas = _is_vinnas(c)
     space = c.get("space") or ("inpainting" if _is_inpainting(c) else "vinnas" if vinnas else None)
     method = c.get("method") or (f"mask {c['mask']}" if _is_inpainting(c)
                                  else f"layout {c['layout']}" if vinnas else None)
@@ -459,6 +546,8 @@ def write_report(run_dir: str | os.PathLike, *, credible_k: int = 10) -> dict[st
         doc.code(json.dumps(run.architecture, sort_keys=True))
     if run.genotype is not None:
         _genotype_section(doc, run)
+    for name in run.vinnas_genotypes:
+        _vinnas_genotype_section(doc, run, name)
     doc.heading("Figures")
     for path, caption in figures:
         doc.figure(path, f"report/{path.name}", caption)

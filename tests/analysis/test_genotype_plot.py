@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import pytest
 import torch
@@ -216,3 +217,151 @@ def test_the_report_survives_a_bad_genotype(tmp_path):
     assert "cell.png" in [p.name for p in paths["figures"]]
     assert "genotype.json is not a valid genotype" in paths["md"].read_text()
     assert "conv_7x7" in paths["html"].read_text()
+
+
+# -- the VINNAS space (vinnas2020): only the layout's kinds, every state into the output ------------
+from bayesnas.analysis.genotype_plot import vinnas_strengths  # noqa: E402
+from bayesnas.nn.vinnas_cells import edge_names  # noqa: E402
+from bayesnas.nn.vinnas_ops import OPS as VINNAS_OPS  # noqa: E402
+
+# Layout M: one reduction cell of I = 2 states; layout F's cells have 3 states of both kinds.
+VINNAS_M = {"reduce": [{"inputs": ["c_{k-2}", "c_{k-1}"], "ops": ["sep_conv_3x3", "max_pool_3x3"]},
+                       {"inputs": ["c_{k-1}", "n0"], "ops": ["skip_connect", "dil_conv_5x5"]}]}
+VINNAS_F = {"normal": [{"inputs": ["c_{k-2}", "c_{k-1}"], "ops": ["sep_conv_5x5", "conv_7x1_1x7"]},
+                       {"inputs": ["c_{k-2}", "n0"], "ops": ["avg_pool_3x3", "sep_conv_7x7"]},
+                       {"inputs": ["n0", "n1"], "ops": ["dil_conv_3x3", "skip_connect"]}],
+            "reduce": [{"inputs": ["c_{k-1}", "c_{k-2}"], "ops": ["max_pool_3x3", "sep_conv_3x3"]},
+                       {"inputs": ["c_{k-1}", "n0"], "ops": ["skip_connect", "dil_conv_5x5"]},
+                       {"inputs": ["c_{k-2}", "n1"], "ops": ["sep_conv_3x3", "avg_pool_3x3"]}]}
+SEP3, POOL, ZERO_OP = (VINNAS_OPS.index(o) for o in ("sep_conv_3x3", "max_pool_3x3", "zero"))
+
+
+def vinnas_posterior() -> dict:
+    """A hand-set posterior.json of layout M: μ = 0, σ = 1 except on the kept ops of n0, whose
+    zero op has a large μ the search clips to 0. The rows are stored in reverse edge order, so
+    only the edge names can find them."""
+    names = edge_names(2)
+    mu = [[0.0] * len(VINNAS_OPS) for _ in names]
+    sigma = [[1.0] * len(VINNAS_OPS) for _ in names]
+    e0, e1 = names.index(("c_{k-2}", "n0")), names.index(("c_{k-1}", "n0"))
+    mu[e0][SEP3], sigma[e0][SEP3], mu[e0][ZERO_OP] = 2.0, 0.5, 5.0
+    mu[e1][POOL], sigma[e1][POOL], mu[e1][ZERO_OP] = -1.0, 2.0, 3.0
+    return {"cell.reduce.alpha": {"family": "normal", "shape": [len(names), len(VINNAS_OPS)],
+                                  "choices": list(VINNAS_OPS), "edges": [list(e) for e in names[::-1]],
+                                  "mu": mu[::-1], "sigma": sigma[::-1], "num_samples": 500}}
+
+
+def test_a_vinnas_genotype_draws_only_its_kinds_and_concatenates_every_state():
+    for genotype, kinds, states in ((VINNAS_M, ["reduce"], 2), (VINNAS_F, ["normal", "reduce"], 3)):
+        fig = draw_genotype(genotype, space="vinnas")
+        assert len(fig.axes) == len(kinds)  # no empty normal panel for layout M
+        edges = texts(fig, "edge:")
+        assert len(edges) == 2 * states * len(kinds)
+        for ax, kind in zip(fig.axes, kinds, strict=True):
+            title = ax.get_title()
+            # VinnasCell.forward concatenates all states, not only the unused ones (pdas).
+            assert title == f"{kind} cell: c_{{k}} = concat({', '.join(f'n{i}' for i in range(states))})"
+            assert "P(these" not in title
+            names = [t.get_text() for t in ax.texts if (t.get_gid() or "").startswith("state:")]
+            assert names == ["c_{k-2}", "c_{k-1}", *(f"n{i}" for i in range(states)), "c_{k}"]
+            # One arc per kept edge, one dashed arrow per state into the output.
+            assert len(ax.patches) - len(names) == 2 * states + states
+            for i in range(states):
+                for j in range(2):
+                    assert edges[f"edge:{kind}.n{i}.{j}"] == genotype[kind][i]["ops"][j]
+    assert texts(draw_genotype(VINNAS_M, space="vinnas"), "edge:")["edge:reduce.n1.1"] == "dil_conv_5x5"
+
+
+def test_vinnas_strengths_and_arc_labels_equal_the_hand_computed_snr_and_weights(tmp_path):
+    strengths = vinnas_strengths(VINNAS_M, vinnas_posterior())
+    # n0's first edge: SNR 2 / 0.5² = 8; softmax over the 10 ops with μ_zero clipped 5 → 0.
+    w_sep = math.exp(2.0) / (math.exp(2.0) + 9.0)
+    # n0's second edge: SNR −1 / 2² = −0.25; μ_zero 3 → 0 again.
+    w_pool = math.exp(-1.0) / (math.exp(-1.0) + 9.0)
+    assert strengths["reduce"][0]["snr"] == pytest.approx([8.0, -0.25])
+    assert strengths["reduce"][0]["weights"] == pytest.approx([w_sep, w_pool])
+    # n1's edges are untouched: SNR 0, uniform weight 1/10.
+    assert strengths["reduce"][1] == {"snr": [0.0, 0.0], "weights": pytest.approx([0.1, 0.1])}
+    # Without the clip the zero op would take most of the weight: the clip is what the search mixes.
+    unclipped = vinnas_strengths(VINNAS_M, vinnas_posterior(), zero_clip=math.inf)
+    want = math.exp(2) / (math.exp(2) + 8 + math.exp(5))
+    assert unclipped["reduce"][0]["weights"][0] == pytest.approx(want)
+    fig = draw_genotype(VINNAS_M, space="vinnas", strengths=strengths, title="Chosen cells by snr")
+    edges = texts(fig, "edge:")
+    assert edges["edge:reduce.n0.0"] == f"sep_conv_3x3\nSNR 8 · w {w_sep:.2f}"
+    assert edges["edge:reduce.n0.1"] == f"max_pool_3x3\nSNR -0.25 · w {w_pool:.2f}"
+    assert "P(these" not in fig.axes[0].get_title() and fig.get_suptitle().startswith("Chosen cells by snr")
+    assert_png(plot_genotype(VINNAS_M, tmp_path / "m.png", space="vinnas", strengths=strengths))
+    assert_png(plot_genotype(VINNAS_F, tmp_path / "f.png", space="vinnas"))
+    with pytest.raises(KeyError, match="cell.normal.alpha"):  # layout F's normal cell has no site here
+        vinnas_strengths(VINNAS_F, vinnas_posterior())
+
+
+@pytest.mark.parametrize("genotype, kwargs, match", [
+    ({"cell": VINNAS_M["reduce"]}, {}, r"non-empty subset of \['normal', 'reduce'\].*but got \['cell'\]"),
+    ({}, {}, "non-empty subset"),
+    ({"reduce": [{"inputs": ["c_{k-1}", "c_{k-1}"], "ops": ["sep_conv_3x3", "skip_connect"]}]}, {},
+     r"State n0 of the reduce cell keeps two different edges .* inputs=\['c_\{k-1\}', 'c_\{k-1\}'\]"),
+    ({"reduce": [{"inputs": ["c_{k-2}", "c_{k-1}"], "ops": ["zero", "skip_connect"]}]}, {},
+     r"applies two of .* but got ops=\['zero', 'skip_connect'\]"),
+    ({"normal": VINNAS_F["normal"], "reduce": VINNAS_M["reduce"]}, {}, "The reduce cell needs 3 states"),
+    (FIXED, {}, "applies two of"),  # a pdas genotype: its "identity" is no VINNAS op
+    (VINNAS_M, {"probabilities": {}}, "`probabilities` belong to the other cell space"),
+    (VINNAS_M, {"strengths": {"reduce": [{"snr": [1.0, 2.0], "weights": [0.5, 1.5]}] * 2}},
+     r"strengths` of state 0 of the reduce cell need 'weights': two weights in \[0, 1\], "
+     r"but got \[0.5, 1.5\]"),
+    (VINNAS_M, {"strengths": {"normal": []}}, "must give the 2 states of the reduce cell"),
+    (VINNAS_M, {"space": "darts"}, r"`space` must be one of \['pdas', 'vinnas'\], but got space='darts'"),
+])
+def test_a_bad_vinnas_genotype_or_strengths_raise_before_writing(tmp_path, genotype, kwargs, match):
+    kwargs = {"space": "vinnas", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        plot_genotype(genotype, tmp_path / "x.png", **kwargs)
+    assert not (tmp_path / "x.png").exists()
+
+
+def make_vinnas_run(path, genotypes: dict) -> None:
+    """A VINNAS run directory (config without "space"), with the given genotype files."""
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({"layout": "M", "gamma_arch": 1.0, "epochs": 2,
+                                                  "dataset": "mnist5k", "seed": 0}))
+    (path / "posterior.json").write_text(json.dumps(vinnas_posterior()))
+    for name, genotype in genotypes.items():
+        (path / f"genotype_{name}.json").write_text(json.dumps(genotype))
+
+
+def test_the_report_of_a_vinnas_run_shows_both_selections(tmp_path):
+    make_vinnas_run(tmp_path / "run", {"snr": VINNAS_M, "magnitude": VINNAS_M})
+    paths = write_report(tmp_path / "run")
+    names = [p.name for p in paths["figures"]]
+    assert "genotype_snr.png" in names and "genotype_magnitude.png" in names and "genotype.png" not in names
+    for name in ("snr", "magnitude"):
+        assert_png(tmp_path / "run" / "report" / f"genotype_{name}.png")
+    md, page = paths["md"].read_text(), paths["html"].read_text()
+    assert "## Chosen cells by snr (genotype_snr.json)" in md
+    assert "## Chosen cells by magnitude (genotype_magnitude.json)" in md
+    assert "(report/genotype_snr.png)" in md and 'href="report/genotype_magnitude.png"' in page
+    assert "positive SNR μ/σ² (vinnas2020 §IV-C" in md and "posterior mean μ" in md
+    assert "| cell | state | inputs | ops | SNR μ/σ² | mixing weight softmax(μ) |" in md
+    w_sep, w_pool = (math.exp(m) / (math.exp(m) + 9.0) for m in (2.0, -1.0))
+    row = (f"| reduce | n0 | c_{{k-2}}, c_{{k-1}} | sep_conv_3x3, max_pool_3x3 | 8, -0.25 | "
+           f"{w_sep:.3f}, {w_pool:.3f} |")
+    assert row in md
+    assert "reduce: c_{k} = concat(n0, n1)" in md
+
+
+def test_the_report_of_a_vinnas_run_survives_a_bad_genotype(tmp_path):
+    bad = copy.deepcopy(VINNAS_M)
+    bad["reduce"][1]["ops"] = ["zero", "skip_connect"]
+    make_vinnas_run(tmp_path / "run", {"snr": VINNAS_M, "magnitude": bad})
+    paths = write_report(tmp_path / "run")
+    names = [p.name for p in paths["figures"]]
+    assert "genotype_snr.png" in names and "genotype_magnitude.png" not in names
+    md = paths["md"].read_text()
+    assert "genotype_magnitude.json is not a valid VINNAS genotype" in md
+    assert "ops=['zero', 'skip_connect']" in md  # the rule and the value
+    # Only the snr genotype without a posterior: the table and the diagram have no numbers.
+    (tmp_path / "run" / "posterior.json").unlink()
+    md = write_report(tmp_path / "run")["md"].read_text()
+    assert "| reduce | n0 | c_{k-2}, c_{k-1} | sep_conv_3x3, max_pool_3x3 |\n" in md
+    assert "| cell | state | inputs | ops |\n" in md and "mixing weight softmax" not in md
