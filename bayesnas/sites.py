@@ -42,6 +42,8 @@ __all__ = [
     "categorical",
     "shared_bernoulli",
     "normal_strength",
+    "integer",
+    "IntegerGrid",
     "discover_sites",
     "fixed_architecture",
     "architecture_to_tensors",
@@ -52,13 +54,83 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class IntegerGrid:
+    """The ordered values ``low, low + step, ..., high`` of an integer arch site (nes2019 §3.1.2:
+    widths, depths and resolutions are "ordered integers"; table 4 gives each a range and a
+    step).
+
+    The search works in *grid coordinates*: a real ``u`` stands for the value of index
+    ``clamp(⌊u⌋, 0, size − 1)``, so ⌊·⌋ rounds down as nes2019 eq. (6) does and the clamp keeps
+    every value in range. A site's sampled value is the real ``low + step · u`` (in the site's
+    own units), which an integer value on the grid represents exactly: an exported
+    architecture replays as it is.
+
+    Attributes:
+        low, high: the smallest and largest values (``high − low`` a multiple of ``step``).
+        step: the spacing of the values.
+        base: the value of the base architecture (the search's starting point, nes2019 alg. 1
+            line 1); default ``low``.
+    """
+
+    low: int
+    high: int
+    step: int = 1
+    base: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("low", "high", "step"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"`{name}` must be an integer, but got {name}={value!r}.")
+        if self.step < 1:
+            raise ValueError(f"`step` must be an integer >= 1, but got step={self.step!r}.")
+        if not (self.low < self.high and (self.high - self.low) % self.step == 0):
+            raise ValueError(
+                "`low < high` with `high - low` a multiple of `step` must hold, but got "
+                f"(low={self.low}, high={self.high}, step={self.step}).")
+        if self.base is not None and not self.contains(self.base):
+            raise ValueError(f"`base` must be one of the values {self.low}, {self.low + self.step}, ..., "
+                             f"{self.high}, but got base={self.base!r}.")
+
+    @property
+    def size(self) -> int:
+        """The number of values."""
+        return (self.high - self.low) // self.step + 1
+
+    def contains(self, value: Any) -> bool:
+        """Whether every entry of ``value`` is one of the grid's values."""
+        v = torch.as_tensor(value, dtype=torch.float64)
+        on_grid = torch.remainder(v - self.low, self.step) == 0
+        return bool(((v >= self.low) & (v <= self.high) & on_grid).all())
+
+    def index(self, coordinate: torch.Tensor) -> torch.Tensor:
+        """The value's index ``clamp(⌊u⌋, 0, size − 1)`` of grid coordinates ``u`` (long)."""
+        return coordinate.detach().floor().clamp(0, self.size - 1).long()
+
+    def coordinate(self, value: torch.Tensor) -> torch.Tensor:
+        """The grid coordinate ``(value − low) / step`` of values in the site's units."""
+        return (value - self.low) / self.step
+
+    def value(self, index: torch.Tensor) -> torch.Tensor:
+        """The values of indices (long)."""
+        return self.low + self.step * index.long()
+
+    def base_index(self) -> int:
+        return 0 if self.base is None else (self.base - self.low) // self.step
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "step": self.step, "base": self.base}
+
+
+@dataclass(frozen=True)
 class SiteSpec:
     """Static description of one architecture site.
 
     Attributes:
         name: the stable hierarchical site name, e.g. ``"cell.normal.n2.op0"``.
-        family: ``"bernoulli"``, ``"shared-bernoulli"``, ``"categorical"`` or ``"normal"``
-            (continuous op strengths α, :func:`normal_strength`).
+        family: ``"bernoulli"``, ``"shared-bernoulli"``, ``"categorical"``, ``"normal"``
+            (continuous op strengths α, :func:`normal_strength`) or ``"integer"`` (ordered
+            integers, :func:`integer`).
         shape: the shape of the site's *value*, without the leading architecture dimension.
             For a shared-rate Bernoulli site it is ``(*groups, group_size)``: one 0/1 value
             per unit (a value of the model), while θ has the group shape ``shape[:-1]``
@@ -74,6 +146,8 @@ class SiteSpec:
             of a "normal" site are its edges (``shape[:-1]``), each choosing among K ops.
         group_size: U, the number of units that share one rate, for a shared-rate Bernoulli
             site (shirakawa2018 §III); ``None`` for the other families.
+        grid: the ordered values of an ``"integer"`` site (:func:`integer`, nes2019), ``None``
+            for the other families.
     """
 
     name: str
@@ -83,6 +157,7 @@ class SiteSpec:
     choices: tuple[str, ...] | None = field(default=None)
     edges: tuple[tuple[str, str], ...] | None = field(default=None)
     group_size: int | None = None
+    grid: IntegerGrid | None = None
 
     @property
     def numel(self) -> int:
@@ -265,6 +340,37 @@ def normal_strength(
     return pyro.sample(name, LogUniform(shape).to_event(len(shape)), infer=infer)
 
 
+def integer(
+    name: str,
+    low: int,
+    high: int,
+    *,
+    step: int = 1,
+    base: int | None = None,
+    shape: Sequence[int] | int = (),
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Declare ordered integer hyper-parameters (a width, a depth, an input resolution) with
+    values ``low, low + step, ..., high`` (nes2019 §3.1.2, table 4).
+
+    The site is a real number in the site's units; the model uses the grid value it rounds
+    down to (:class:`IntegerGrid`), as nes2019 eq. (6) floors ``H + n``. So a Gaussian guide
+    (:class:`bayesnas.guides.GaussianGuide`) samples it directly and its NES gradient sees
+    the real draw, while the network only ever sees values on the grid. The prior, used only
+    when the model runs without a guide, is uniform over the values. ``base`` is the base
+    architecture's value, where the search starts. Returns the values, a long tensor of shape
+    ``(S, *shape)``.
+    """
+    grid = IntegerGrid(low, high, step, base)
+    shape = _check_shape(shape)
+    # Uniform on [low, high + step): every value's cell [v, v + step) equally likely.
+    prior = dist.Uniform(torch.full(shape, float(low), device=device),
+                         torch.full(shape, float(high + step), device=device))
+    infer = {"arch": True, "choices": None, "integer": grid.to_dict()}
+    x = pyro.sample(name, prior.to_event(len(shape)), infer=infer)
+    return grid.value(grid.index(grid.coordinate(x)))
+
+
 class _ImproperPlaceholder(Messenger):
     """Values unobserved arch sites with an improper prior (``LogUniform``) by ones.
 
@@ -302,7 +408,12 @@ def discover_sites(model: Callable[..., Any], *args: Any, **kwargs: Any) -> dict
         shape = tuple(fn.event_shape)
         base = _base(fn)
         labels, edges = node["infer"].get("choices"), node["infer"].get("edges")
-        if node["infer"].get("shared"):
+        if node["infer"].get("integer"):
+            if not isinstance(base, torch.distributions.Uniform):
+                raise TypeError(f"Integer arch site {name!r} must be declared with bayesnas.sites.integer, "
+                                f"but its distribution is {type(base).__name__}.")
+            specs[name] = SiteSpec(name, "integer", shape, grid=IntegerGrid(**node["infer"]["integer"]))
+        elif node["infer"].get("shared"):
             group_size = int(node["infer"]["group_size"])
             if not isinstance(base, torch.distributions.Bernoulli) or not shape or shape[-1] != group_size:
                 raise TypeError(
@@ -326,7 +437,7 @@ def discover_sites(model: Callable[..., Any], *args: Any, **kwargs: Any) -> dict
         else:
             raise TypeError(
                 f"Arch site {name!r} has an unsupported distribution {type(base).__name__}; "
-                "use bayesnas.sites.bernoulli, shared_bernoulli, categorical or normal_strength."
+                "use bayesnas.sites.bernoulli, shared_bernoulli, categorical, normal_strength or integer."
             )
     return specs
 
@@ -361,6 +472,10 @@ def architecture_to_tensors(
         ):
             kind = "Bernoulli" if spec.family == "bernoulli" else "Shared-rate Bernoulli"
             raise ValueError(f"{kind} site {name!r} takes 0/1 values, but got {arch[name]}.")
+        if spec.family == "integer" and not spec.grid.contains(value):
+            g = spec.grid
+            raise ValueError(f"Integer site {name!r} takes the values {g.low}, {g.low + g.step}, ..., "
+                             f"{g.high}, but got {arch[name]}.")
         if spec.family == "categorical" and not bool(
             ((value >= 0) & (value < spec.num_categories)).all()
         ):

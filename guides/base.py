@@ -190,13 +190,15 @@ def auto_guide(
     **kwargs: Any,
 ) -> ExpectationGuide | GuideList:
     """The default guide over every arch site of ``model``: Bernoulli, shared-rate Bernoulli
-    and categorical θ, and a mean-field Normal over op strengths ("normal" sites, vinnas2020).
+    and categorical θ, a mean-field Normal over op strengths ("normal" sites, vinnas2020) and a
+    Gaussian over ordered integers ("integer" sites, nes2019).
 
     Pass either ``sites`` (from :func:`bayesnas.sites.discover_sites`) or the model and an
     example input to discover them.
     """
     from bayesnas.guides.bernoulli import BernoulliGuide
     from bayesnas.guides.categorical import CategoricalGuide
+    from bayesnas.guides.gaussian import GaussianGuide
     from bayesnas.guides.normal import NormalGuide
     from bayesnas.guides.shared_bernoulli import SharedBernoulliGuide
 
@@ -213,6 +215,7 @@ def auto_guide(
     shared = [s for s in sites.values() if s.family == "shared-bernoulli"]
     cat = [s for s in sites.values() if s.family == "categorical"]
     strengths = [s for s in sites.values() if s.family == "normal"]
+    integers = [s for s in sites.values() if s.family == "integer"]
     if bern:
         parts.append(BernoulliGuide(bern))
     if shared:
@@ -221,4 +224,6 @@ def auto_guide(
         parts.append(CategoricalGuide(cat))
     if strengths:
         parts.append(NormalGuide(strengths))
+    if integers:
+        parts.append(GaussianGuide(integers))
     return parts[0] if len(parts) == 1 else GuideList(*parts)

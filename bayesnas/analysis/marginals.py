@@ -282,8 +282,10 @@ def _normal_cdf(z: torch.Tensor) -> torch.Tensor:
 class GaussianIntegerMarginal(SiteMarginal):
     """Ordered integers drawn as ⌊x⌋, x ~ N(μ, σ²), clipped to [low, high] (nes2019 eq. 6).
 
-    P(v) = Φ((v + 1 − μ)/σ) − Φ((v − μ)/σ) inside the range; the tails below ``low`` and above
-    ``high`` fall on the bounds, as the weight-sharing network cannot be smaller or larger.
+    The values are ``low, low + step, ..., high`` (:class:`bayesnas.sites.IntegerGrid`; μ and
+    σ in the same units): P(v) = Φ((v + step − μ)/σ) − Φ((v − μ)/σ) inside the range; the tails
+    below ``low`` and above ``high`` fall on the bounds, as the weight-sharing network cannot
+    be smaller or larger.
     """
 
     family = "gaussian-integer"
@@ -296,10 +298,14 @@ class GaussianIntegerMarginal(SiteMarginal):
         *,
         low: int,
         high: int,
+        step: int = 1,
         edges: Sequence[Sequence[str]] | None = None,
     ) -> None:
         if int(low) > int(high):
             raise ValueError(f"`low <= high` must hold, but got (low={low}, high={high}).")
+        if int(step) < 1 or (int(high) - int(low)) % int(step):
+            raise ValueError(f"`step` must be >= 1 and divide `high - low`, but got (low={low}, high={high}, "
+                             f"step={step}).")
         self.mu, self.sigma = _tensor(mu), _tensor(sigma)
         if self.mu.shape != self.sigma.shape:
             raise ValueError(
@@ -308,27 +314,27 @@ class GaussianIntegerMarginal(SiteMarginal):
             )
         if bool((self.sigma <= 0).any()):
             raise ValueError(f"Site {name!r}: σ must be positive, but got {self.sigma.tolist()}.")
-        self.low, self.high = int(low), int(high)
-        values = torch.arange(self.low, self.high + 1, dtype=_DTYPE)
+        self.low, self.high, self.step = int(low), int(high), int(step)
+        values = torch.arange(self.low, self.high + 1, self.step, dtype=_DTYPE)
         # CDF at the cell boundaries v and v+1; the outer boundaries take the tails.
         upper = _normal_cdf((values[1:, None] - self.mu.reshape(-1)) / self.sigma.reshape(-1)).T
         ones, zeros = torch.ones_like(upper[:, :1]), torch.zeros_like(upper[:, :1])
         cdf = torch.cat([zeros, upper, ones], -1)
         probs = (cdf[:, 1:] - cdf[:, :-1]).clamp_min(0).reshape(*self.mu.shape, len(values))
         probs = probs / probs.sum(-1, keepdim=True)
-        super().__init__(name, probs, range(self.low, self.high + 1), None, edges)
+        super().__init__(name, probs, range(self.low, self.high + 1, self.step), None, edges)
 
     def parameter_stats(self) -> dict[str, torch.Tensor]:
         return {"mu": self.mu, "sigma": self.sigma}
 
     def to_summary(self) -> dict[str, Any]:
         return {**self._meta(), "mu": self.mu.tolist(), "sigma": self.sigma.tolist(),
-                "low": self.low, "high": self.high, "entropy": float(self.entropy().sum())}
+                "low": self.low, "high": self.high, "step": self.step, "entropy": float(self.entropy().sum())}
 
     @classmethod
     def from_summary(cls, name: str, entry: Mapping[str, Any]) -> GaussianIntegerMarginal:
         return cls(name, entry["mu"], entry["sigma"], low=entry["low"], high=entry["high"],
-                   edges=entry.get("edges"))
+                   step=entry.get("step", 1), edges=entry.get("edges"))
 
 
 class NormalStrengthMarginal(SiteMarginal):

@@ -29,6 +29,14 @@ def _draw(
         flat = probs.reshape(-1, probs.shape[-1]).to(generator.device)
         idx = torch.multinomial(flat, 1, generator=generator).squeeze(-1)
         return idx.reshape(shape).to(probs.device)
+    if isinstance(base, torch.distributions.Normal):
+        loc, scale = (t.expand(shape) for t in (base.loc, base.scale))
+        eps = torch.randn(shape, generator=generator, dtype=loc.dtype, device=generator.device)
+        value = loc + scale * eps.to(loc.device)
+        # Pyro's own semantics: a draw of a reparameterizable distribution keeps its graph (an
+        # rsample, as SVI needs), one marked ``has_rsample_(False)`` is a constant (a score-
+        # function estimator's sample, as NES needs: nes2019 eq. 7).
+        return value if fn.has_rsample else value.detach()
     return None  # another family (e.g. a Delta of a fixed guide): Pyro's own sampler
 
 

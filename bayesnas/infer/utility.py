@@ -38,3 +38,25 @@ def ranking_utility(losses: torch.Tensor) -> torch.Tensor:
     utility = torch.empty_like(shared)
     utility[order] = shared
     return utility
+
+
+def baseline_difference_utility(losses: torch.Tensor, baseline: torch.Tensor | float, *,
+                                sigma: float) -> torch.Tensor:
+    """u_i = −(L_i − L_0)/σ: the NES utility of nes2019 eqs. (6)–(7).
+
+    ``losses`` are L(⌊H + n_i⌋) of the M perturbed architectures, ``baseline`` L(H) of the
+    unperturbed one (ΔL_i = L_i − L_0, eq. 6), σ the perturbation's standard deviation in grid
+    steps. Minus, because a utility is higher for better (lower-loss) samples; /σ, because
+    with it the natural-gradient step of the Gaussian mean, μ + (η/M) Σ u_i n_i
+    (:class:`bayesnas.optim.GaussianNaturalGradient`), is nes2019's H − αG,
+    G = (1/(σM)) Σ ΔL_i n_i (eqs. 7, 9), with η = α.
+    """
+    if losses.dim() != 1 or losses.shape[0] < 1:
+        raise ValueError(f"`losses` must be a vector of M >= 1 values, but got shape {tuple(losses.shape)}.")
+    finite = isinstance(sigma, int | float) and not isinstance(sigma, bool) and math.isfinite(sigma)
+    if not (finite and sigma > 0):
+        raise ValueError(f"`sigma` must be a positive finite number, but got sigma={sigma!r}.")
+    baseline = torch.as_tensor(baseline, dtype=losses.dtype, device=losses.device)
+    if not bool(torch.isfinite(losses).all() and torch.isfinite(baseline).all()):
+        raise ValueError(f"Losses must be finite, but got {losses.tolist()} (baseline {baseline.tolist()}).")
+    return -(losses.detach() - baseline.detach()) / sigma

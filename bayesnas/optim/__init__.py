@@ -19,6 +19,7 @@ from bayesnas.optim.functional import (
     project_bernoulli,
     project_categorical,
 )
+from bayesnas.optim.gaussian import GaussianNaturalGradient, gaussian_natural_gradient, project_box
 from bayesnas.optim.shared_bernoulli import (
     SharedBernoulliNaturalGradient,
     shared_bernoulli_fisher_sqrt_image,
@@ -28,6 +29,7 @@ from bayesnas.optim.shared_bernoulli import (
 __all__ = [
     "BernoulliNaturalGradient",
     "CategoricalNaturalGradient",
+    "GaussianNaturalGradient",
     "NaturalGradientOptimizer",
     "SharedBernoulliNaturalGradient",
     "adaptive_lr_update",
@@ -37,7 +39,9 @@ __all__ = [
     "categorical_natural_gradient",
     "evolution_path_update",
     "fisher_trace",
+    "gaussian_natural_gradient",
     "project_bernoulli",
+    "project_box",
     "project_categorical",
     "shared_bernoulli_fisher_sqrt_image",
     "shared_bernoulli_natural_gradient",
