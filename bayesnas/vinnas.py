@@ -41,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,16 +49,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from pyro import poutine
-from tqdm.auto import tqdm
 
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
+from bayesnas.epochs import run_epochs
 from bayesnas.runs import (
-    MetricsLog,
     config_from_dict,
     config_to_run,
-    load_checkpoint,
     read_json,
-    save_checkpoint,
     training_seconds,
     write_json,
 )
@@ -299,35 +295,10 @@ class VinnasRun:
     def _loop(self, phase: Path, total: int, run_epoch: Callable[[int], dict[str, Any]],
               state: Callable[[], dict[str, Any]], load: Callable[[dict[str, Any]], None], *,
               progress: bool, desc: str, posterior: Any = None) -> None:
-        """Epochs ``[start, total)`` of ``run_epoch``, checkpointed atomically after each; a
-        checkpoint found in ``phase`` is continued. With ``posterior`` (the α guide), its
-        snapshot at the start (epoch 0) and after every epoch goes to ``posterior_history.jsonl``."""
-        ckpt = phase / "checkpoint.pt"
-        log = MetricsLog(phase / "metrics.jsonl")
+        """:func:`bayesnas.epochs.run_epochs` with this run's posterior history."""
         history = PosteriorHistory(self.out / HISTORY_FILE) if posterior is not None else None
-        start = 0
-        if ckpt.exists():
-            saved = load_checkpoint(ckpt)
-            load(saved)
-            start = int(saved["epoch"])
-        log.truncate_after(start)
-        if history is not None:
-            # A resumed run's history is cut back to its checkpoint; a fresh one starts at epoch 0.
-            history.truncate_after(start if start > 0 else -1)
-            if start == 0:
-                history.append_posterior(epoch=0, iteration=0, posterior=posterior)
-        for epoch in tqdm(range(start, total), total=total, initial=start, disable=not progress, desc=desc,
-                          leave=False):
-            begin = time.perf_counter()
-            row = run_epoch(epoch)
-            if not math.isfinite(row["loss"]):
-                raise FloatingPointError(
-                    f"The training loss became {row['loss']} in epoch {epoch + 1} of {desc}.")
-            row = {"epoch": epoch + 1, **row, "seconds": time.perf_counter() - begin}
-            log.append(row)  # the logs first: a run killed in between cuts them back on resume
-            if history is not None:
-                history.append_posterior(epoch=epoch + 1, iteration=row["iteration"], posterior=posterior)
-            save_checkpoint(ckpt, {**state(), "epoch": epoch + 1})
+        run_epochs(phase, total, run_epoch, state, load, progress=progress, desc=desc, history=history,
+                   posterior=posterior)
 
     # -- phase 1: search ---------------------------------------------------------------------
     def build_search(self) -> None:
