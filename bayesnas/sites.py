@@ -29,6 +29,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import Message
 
 from bayesnas.distributions import LogUniform
+from bayesnas.integer_grid import IntegerGrid
 
 ARCH_PLATE = "arch"
 Architecture = dict[str, Any]
@@ -51,75 +52,6 @@ __all__ = [
     "load_architecture",
     "regression_likelihood",
 ]
-
-
-@dataclass(frozen=True)
-class IntegerGrid:
-    """The ordered values ``low, low + step, ..., high`` of an integer arch site (nes2019 §3.1.2:
-    widths, depths and resolutions are "ordered integers"; table 4 gives each a range and a
-    step).
-
-    The search works in *grid coordinates*: a real ``u`` stands for the value of index
-    ``clamp(⌊u⌋, 0, size − 1)``, so ⌊·⌋ rounds down as nes2019 eq. (6) does and the clamp keeps
-    every value in range. A site's sampled value is the real ``low + step · u`` (in the site's
-    own units), which an integer value on the grid represents exactly: an exported
-    architecture replays as it is.
-
-    Attributes:
-        low, high: the smallest and largest values (``high − low`` a multiple of ``step``).
-        step: the spacing of the values.
-        base: the value of the base architecture (the search's starting point, nes2019 alg. 1
-            line 1); default ``low``.
-    """
-
-    low: int
-    high: int
-    step: int = 1
-    base: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("low", "high", "step"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"`{name}` must be an integer, but got {name}={value!r}.")
-        if self.step < 1:
-            raise ValueError(f"`step` must be an integer >= 1, but got step={self.step!r}.")
-        if not (self.low < self.high and (self.high - self.low) % self.step == 0):
-            raise ValueError(
-                "`low < high` with `high - low` a multiple of `step` must hold, but got "
-                f"(low={self.low}, high={self.high}, step={self.step}).")
-        if self.base is not None and not self.contains(self.base):
-            raise ValueError(f"`base` must be one of the values {self.low}, {self.low + self.step}, ..., "
-                             f"{self.high}, but got base={self.base!r}.")
-
-    @property
-    def size(self) -> int:
-        """The number of values."""
-        return (self.high - self.low) // self.step + 1
-
-    def contains(self, value: Any) -> bool:
-        """Whether every entry of ``value`` is one of the grid's values."""
-        v = torch.as_tensor(value, dtype=torch.float64)
-        on_grid = torch.remainder(v - self.low, self.step) == 0
-        return bool(((v >= self.low) & (v <= self.high) & on_grid).all())
-
-    def index(self, coordinate: torch.Tensor) -> torch.Tensor:
-        """The value's index ``clamp(⌊u⌋, 0, size − 1)`` of grid coordinates ``u`` (long)."""
-        return coordinate.detach().floor().clamp(0, self.size - 1).long()
-
-    def coordinate(self, value: torch.Tensor) -> torch.Tensor:
-        """The grid coordinate ``(value − low) / step`` of values in the site's units."""
-        return (value - self.low) / self.step
-
-    def value(self, index: torch.Tensor) -> torch.Tensor:
-        """The values of indices (long)."""
-        return self.low + self.step * index.long()
-
-    def base_index(self) -> int:
-        return 0 if self.base is None else (self.base - self.low) // self.step
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"low": self.low, "high": self.high, "step": self.step, "base": self.base}
 
 
 @dataclass(frozen=True)

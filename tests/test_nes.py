@@ -48,7 +48,7 @@ def test_integer_grid_rounds_down_and_clips_every_real_into_range():
     on_grid = torch.arange(3, 49, 3, dtype=torch.float32)
     assert torch.equal(grid.value(grid.index(grid.coordinate(on_grid))), on_grid.long())
     assert grid.contains([3, 48]) and not grid.contains([4]) and not grid.contains([51])
-    with pytest.raises(ValueError, match=r"`low < high` with `high - low` a multiple of `step` must hold, "
+    with pytest.raises(ValueError, match=r"`low <= high` with `high - low` a multiple of `step` must hold, "
                                          r"but got \(low=3, high=10, step=3\)"):
         IntegerGrid(3, 10, 3)
     with pytest.raises(ValueError, match="`base` must be one of the values 3, 6, ..., 48, but got base=5"):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from bayesnas.nn.slimmable import SlimBatchNorm2d, SlimConv2d, SlimLinear, slice_state_dict
 from bayesnas.nn.width_backbones import (
-    IntegerRange,
+    IntegerGrid,
     MobileNetV2Supernet,
     ResNetSupernet,
     WidthBackbone,
@@ -38,20 +38,20 @@ def inputs(batch: int = 4, size: int = 16) -> torch.Tensor:
     return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
 
 
-# -- IntegerRange --------------------------------------------------------------------------------
+# -- IntegerGrid (nes2019 table 4 ranges) ----------------------------------------------------
 
 
 def test_integer_range_scaled_follows_table4_anchored_at_base():
-    r = IntegerRange.scaled(128, min_scale=0.1, max_scale=1.6, step_scale=0.03)
+    r = IntegerGrid.scaled(128, min_scale=0.1, max_scale=1.6, step_scale=0.03)
     # step round(3.84) = 4; low round(12.8) = 13 moves up to the grid point 16; high 204.8 → 205 → 204
-    assert r == IntegerRange(low=16, high=204, step=4, base=128)
+    assert r == IntegerGrid(low=16, high=204, step=4, base=128)
     assert 128 in r and 16 in r and 204 in r and 130 not in r and 12 not in r
     assert len(r) == len(r.values()) == (204 - 16) // 4 + 1
-    assert IntegerRange.scaled(1, min_scale=0.2, max_scale=1.5, step_scale=0.05) == IntegerRange(1, 2, 1, 1)
+    assert IntegerGrid.scaled(1, min_scale=0.2, max_scale=1.5, step_scale=0.05) == IntegerGrid(1, 2, 1, 1)
 
 
 def test_integer_range_snap_and_check():
-    r = IntegerRange(low=6, high=48, step=2, base=32)
+    r = IntegerGrid(low=6, high=48, step=2, base=32)
     assert [r.snap(v) for v in (-3.0, 6.9, 7.0, 31.2, 47.1, 100.0)] == [6, 6, 8, 32, 48, 48]
     assert r.check("c", 30) == 30
     with pytest.raises(ValueError, match=r"`c` must be in \[6, 48\], but got c=50"):
@@ -63,10 +63,10 @@ def test_integer_range_snap_and_check():
         r.check("c", 30.0)
     with pytest.raises(ValueError, match="must be an integer"):
         r.check("c", True)
-    with pytest.raises(ValueError, match="`base` must lie in"):
-        IntegerRange(low=4, high=8, step=1, base=9)
-    with pytest.raises(ValueError, match="on the grid"):
-        IntegerRange(low=4, high=9, step=2, base=6)
+    with pytest.raises(ValueError, match="`base` must be one of the values 4, 5, ..., 8, but got base=9"):
+        IntegerGrid(low=4, high=8, step=1, base=9)
+    with pytest.raises(ValueError, match="`high - low` a multiple of `step`"):
+        IntegerGrid(low=4, high=9, step=2, base=6)
 
 
 # -- the search spaces -----------------------------------------------------------------------------
@@ -81,11 +81,11 @@ def test_mobilenetv2_hyperparameters_at_width_1():
     assert [n for n in space if n.endswith(".out")] == outs
     assert [n for n in space if n.endswith(".depth")] == ["stage2.depth", "stage3.depth", "stage4.depth",
                                                           "stage5.depth"]  # stage1 has one block
-    assert list(space)[0] == "resolution" and space["resolution"] == IntegerRange(14, 32, 1, 32)
-    assert space["stage3.out"] == IntegerRange(low=6, high=48, step=2, base=32)
+    assert list(space)[0] == "resolution" and space["resolution"] == IntegerGrid(14, 32, 1, 32)
+    assert space["stage3.out"] == IntegerGrid(low=6, high=48, step=2, base=32)
     assert space["stage3.block1.mid"].base == 6 * 24  # expansion 6 of the block's input channels
     assert space["stage3.block2.mid"].base == 6 * 32
-    assert space["stage3.depth"] == IntegerRange(1, 3, 1, 3)
+    assert space["stage3.depth"] == IntegerGrid(1, 3, 1, 3)
     assert m.base_hparams()["stage4.out"] == 64 and m.max_hparams()["stage4.out"] == 94
 
 
@@ -93,8 +93,8 @@ def test_resnet_is_channels_only_by_default():
     space = ResNetSupernet().hyperparameters()
     assert len(space) == 1 + 3 + 6  # stem, 3 shortcut groups, 6 blocks
     assert not any(n.endswith(".depth") or n == "resolution" for n in space)
-    assert space["stage2.out"] == IntegerRange(low=16, high=204, step=4, base=128)
-    assert space["stage2.block1.mid"] == IntegerRange(low=3, high=51, step=1, base=32)
+    assert space["stage2.out"] == IntegerGrid(low=16, high=204, step=4, base=128)
+    assert space["stage2.block1.mid"] == IntegerGrid(low=3, high=51, step=1, base=32)
 
 
 @pytest.mark.parametrize("factory", FACTORIES)

@@ -8,7 +8,7 @@ depth by skipping the last blocks of a stage through their identity shortcut (fi
 appendix C "we drop the last repeated block"), resolution by rescaling the input image before
 the stem, the weights unchanged (fig. 1(a)).
 
-Each backbone exposes its search space as ordered :class:`IntegerRange` hyper-parameters
+Each backbone exposes its search space as ordered :class:`IntegerGrid` hyper-parameters
 with hierarchical names (``"resolution"``, ``"stem.out"``, ``"stage2.out"``,
 ``"stage2.depth"``, ``"stage2.block1.mid"``, ``"head.out"``; stages and blocks count from 1),
 whose values are actual channel counts, pixels and block counts:
@@ -32,14 +32,13 @@ a stage of one block has no depth hyper-parameter); resolution from
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bayesnas.integer_grid import IntegerGrid
 from bayesnas.nn.slimmable import SlimBatchNorm2d, SlimConv2d, SlimLinear, slice_state_dict
 from bayesnas.resources.layers import LayerSpec
 
@@ -69,74 +68,6 @@ def _check_positive_float(name: str, value: object) -> None:
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             or value <= 0):
         raise ValueError(f"`{name}` must be positive, but got {name}={value!r}.")
-
-
-@dataclass(frozen=True)
-class IntegerRange:
-    """An ordered integer hyper-parameter: the grid ``low, low + step, ..., high`` holding ``base``.
-
-    Attributes:
-        low, high: the smallest and largest value (both on the grid).
-        step: the grid's spacing.
-        base: the value of the 1× backbone (on the grid; NES starts there).
-    """
-
-    low: int
-    high: int
-    step: int
-    base: int
-
-    def __post_init__(self) -> None:
-        for name in ("low", "high", "step", "base"):
-            _check_int(name, getattr(self, name))
-        if not self.low <= self.base <= self.high:
-            raise ValueError(f"`base` must lie in [low, high], but got low={self.low}, base={self.base}, "
-                             f"high={self.high}.")
-        if (self.base - self.low) % self.step or (self.high - self.base) % self.step:
-            raise ValueError(f"`low` and `high` must lie on the grid base ± k·step, but got low={self.low}, "
-                             f"base={self.base}, high={self.high}, step={self.step}.")
-
-    @classmethod
-    def scaled(cls, base: int, *, min_scale: float, max_scale: float, step_scale: float) -> IntegerRange:
-        """Table 4's range of a channel count: ``min_scale·base → max_scale·base`` in steps of
-        ``step_scale·base``, rounded half up, on a grid anchored at ``base``."""
-        step = max(1, _round(step_scale * base))
-        low = max(1, _round(min_scale * base))
-        high = max(base, _round(max_scale * base))
-        return cls(low=base - (base - low) // step * step, high=base + (high - base) // step * step,
-                   step=step, base=base)
-
-    def values(self) -> range:
-        return range(self.low, self.high + 1, self.step)
-
-    def __len__(self) -> int:
-        return (self.high - self.low) // self.step + 1
-
-    def __contains__(self, value: object) -> bool:
-        return (isinstance(value, int) and not isinstance(value, bool)
-                and self.low <= value <= self.high and (value - self.base) % self.step == 0)
-
-    def snap(self, value: float) -> int:
-        """The grid value nearest to ``value`` (half up), clipped to ``[low, high]``: how a
-        continuous NES sample ``H + n`` becomes an architecture."""
-        k = _round((float(value) - self.low) / self.step)
-        return self.low + min(max(k, 0), len(self) - 1) * self.step
-
-    def check(self, name: str, value: object) -> int:
-        """``value`` as an ``int`` if it is on the grid; a ValueError stating the rule otherwise."""
-        try:
-            if isinstance(value, bool):
-                raise TypeError
-            value = operator.index(value)  # ints, NumPy integers, integer 0-d tensors; no floats
-        except TypeError:
-            raise ValueError(f"`{name}` must be an integer, but got {name}={value!r} "
-                             "(use `snap` to round a continuous value onto the grid).") from None
-        if not self.low <= value <= self.high:
-            raise ValueError(f"`{name}` must be in [{self.low}, {self.high}], but got {name}={value}.")
-        if (value - self.base) % self.step:
-            grid = f"{self.low}, {self.low + self.step}, ..., {self.high} (step {self.step})"
-            raise ValueError(f"`{name}` must be on the grid {grid}, but got {name}={value}.")
-        return value
 
 
 class Rescale(nn.Module):
@@ -221,10 +152,10 @@ class WidthBackbone(nn.Module):
         self.resolution = resolution
         self.search_depth = search_depth
         self.search_resolution = search_resolution
-        self._ranges: dict[str, IntegerRange] = {}
+        self._ranges: dict[str, IntegerGrid] = {}
         self._fixed: dict[str, int] = {}
         if search_resolution:
-            self._ranges["resolution"] = IntegerRange(low=min_resolution, high=resolution, step=1,
+            self._ranges["resolution"] = IntegerGrid(low=min_resolution, high=resolution, step=1,
                                                       base=resolution)
         else:
             self._fixed["resolution"] = resolution
@@ -235,19 +166,19 @@ class WidthBackbone(nn.Module):
         """The base channel count ``C`` of a layer of ``c`` channels at ``width_mult``."""
         return max(1, _round(c * self.width_mult))
 
-    def _channel_range(self, name: str, base: int) -> IntegerRange:
-        r = IntegerRange.scaled(base, min_scale=self.min_scale, max_scale=self.max_scale,
+    def _channel_range(self, name: str, base: int) -> IntegerGrid:
+        r = IntegerGrid.scaled(base, min_scale=self.min_scale, max_scale=self.max_scale,
                                 step_scale=self.step_scale)
         self._ranges[name] = r
         return r
 
     def _depth(self, name: str, blocks: int) -> None:
         if self.search_depth and blocks > 1:
-            self._ranges[name] = IntegerRange(low=1, high=blocks, step=1, base=blocks)
+            self._ranges[name] = IntegerGrid(low=1, high=blocks, step=1, base=blocks)
         else:
             self._fixed[name] = blocks
 
-    def hyperparameters(self) -> dict[str, IntegerRange]:
+    def hyperparameters(self) -> dict[str, IntegerGrid]:
         """The searched hyper-parameters, in network order."""
         return dict(self._ranges)
 
