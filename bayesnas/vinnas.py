@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from pyro import poutine
 
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
+from bayesnas.data.tensors import TensorData, load_tensors
 from bayesnas.epochs import run_epochs
 from bayesnas.runs import (
     config_from_dict,
@@ -59,6 +60,7 @@ from bayesnas.runs import (
     training_seconds,
     write_json,
 )
+from bayesnas.seeds import stream, stream_seed
 
 __all__ = ["VinnasConfig", "VinnasData", "VinnasRun", "load_data", "random_genotype", "run_vinnas",
            "run_vinnas_resumably"]
@@ -67,16 +69,7 @@ __all__ = ["VinnasConfig", "VinnasData", "VinnasRun", "load_data", "random_genot
 SELECTIONS = {"snr": "snr", "mean": "magnitude"}
 
 
-def _seed(*parts: int) -> int:
-    """A generator seed from integers (run seed, stream, epoch): a resumed run repeats."""
-    h = 0
-    for p in parts:
-        h = (h * 1_000_003 + int(p) + 1) % (2**61 - 1)
-    return h
-
-
-def _generator(*parts: int) -> torch.Generator:
-    return torch.Generator().manual_seed(_seed(*parts))
+_seed, _generator = stream_seed, stream
 
 
 # Streams of randomness, one per use, so that no use shifts another's draws.
@@ -216,40 +209,9 @@ class VinnasConfig:
 
 
 # -- data --------------------------------------------------------------------------------------
-@dataclass
-class VinnasData:
-    """Training and test tensors (normalised as the loader gives them; MNIST: z-normalised,
-    vinnas2020 §V-A), with the image shape and the number of classes."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    name: str
-    input_shape: tuple[int, ...]
-    num_classes: int
-
-
-def _tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    from bayesnas.data import as_tensors, make_loader
-
-    tensors = as_tensors(dataset)
-    if tensors is not None:
-        return tensors
-    # A torchvision dataset: read once (the augmentation of the loader is not re-drawn per epoch).
-    parts = list(make_loader(dataset, batch_size=1000, shuffle=False))
-    return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
-
-
-def load_data(name: str, *, data_dir: str | None = None, download: bool = False) -> VinnasData:
-    """The training (the loader's training part; no validation part is held out, the search
-    validates on D_α) and test images of :func:`bayesnas.data.load_dataset`."""
-    from bayesnas.data import load_dataset
-
-    data = load_dataset(name, data_dir=data_dir, download=download, seed=0, val_fraction=0.0, augment=False)
-    (xt, yt), (xs, ys) = _tensors(data.train), _tensors(data.test)
-    return VinnasData(xt.float(), yt.long(), xs.float(), ys.long(), name, tuple(data.info.input_shape),
-                      int(data.info.num_classes))
+#: the data a run trains on (now shared with the other drivers).
+VinnasData = TensorData
+load_data = load_tensors
 
 
 def random_genotype(*, kinds: tuple[str, ...], num_states: int, generator: torch.Generator) -> dict[str, Any]:
@@ -280,15 +242,10 @@ class VinnasRun:
         self.device = torch.device(config.device)
         self.data = data if data is not None else load_data(config.dataset, data_dir=config.data_dir,
                                                             download=config.download)
-        c, d = config, self.data
-        # Subsets are seeded random draws (the embedded data are sorted by class); the same for
-        # every seed of a study, so the seeds differ in their search and training only.
-        n = len(d.x_train) if c.max_train_images is None else min(c.max_train_images, len(d.x_train))
-        keep = torch.randperm(len(d.x_train), generator=_generator(0, _SUBSET, 1))[:n].sort().values
-        self.x_train, self.y_train = d.x_train[keep].to(self.device), d.y_train[keep].to(self.device)
-        t = len(d.x_test) if c.test_images is None else min(c.test_images, len(d.x_test))
-        keep = torch.randperm(len(d.x_test), generator=_generator(0, _SUBSET, 2))[:t].sort().values
-        self.x_test, self.y_test = d.x_test[keep].to(self.device), d.y_test[keep].to(self.device)
+        self.x_train, self.y_train, self.x_test, self.y_test = self.data.subset(
+            max_train_images=config.max_train_images, test_images=config.test_images,
+            train_generator=_generator(0, _SUBSET, 1), test_generator=_generator(0, _SUBSET, 2),
+            device=self.device)
         self.search_state: dict[str, Any] | None = None
 
     # -- a resumable epoch loop --------------------------------------------------------------

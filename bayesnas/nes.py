@@ -1,0 +1,437 @@
+"""nes2019 end to end: a search of ordered integer hyper-parameters under a budget, the
+re-training of ⌊μ⌋ from scratch, and the uniform-rescale baselines at the same budget.
+
+A run (:func:`run_nes`, resumable, everything under one directory):
+
+1. **search** (nes2019 algorithm 1, :class:`~bayesnas.infer.NESArchitectureSearch`): the
+   training images are split into a sub-train part (the weights) and a sub-evaluation part
+   (H, §4.1); each outer iteration ("epoch" of ``search/metrics.jsonl``) trains the weights of
+   the weight-sharing backbone (:mod:`bayesnas.nn.width_backbones`) for ``weight_steps``
+   mini-batches under perturbed architectures ⌊H + n⌋ (eq. 8), then updates H ``arch_steps``
+   times by NES over ``num_samples`` perturbations on sub-evaluation batches (eqs. 6–9), with
+   the loss L = L_c + ρ (R/R_t − 1)² (eq. 2; R the multiply-accumulates, "FLOPs", or a
+   latency table's sum, expressed in units of the budget R_t); σ and α decay linearly to 0
+   (app. B). ``posterior_history.jsonl`` holds the Gaussian after every outer iteration;
+2. **export**: ``architecture.json``, the hyper-parameters ⌊μ⌋ (§4.1, "train the
+   corresponding architecture from scratch"), with its resource;
+3. **re-training** from scratch of ``architecture.json`` (a plain network,
+   :meth:`WidthBackbone.build`) on all training images, scored on the test images;
+4. **baselines**: the backbone scaled uniformly — every channel count by one multiplier
+   ("channel"), the input resolution ("resolution"), or both by one multiplier
+   ("channel+resolution") — to the resource closest to the same budget (the paper's
+   "Uniform Rescale Baseline" rows of tables 1–2), re-trained alike.
+
+``results.json`` gathers the test errors, resources (and their ratio to the budget) and
+parameter counts of every arm, and the search time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
+from bayesnas.data.tensors import TensorData, load_tensors
+from bayesnas.epochs import run_epochs
+from bayesnas.infer.variational import cosine_lr
+from bayesnas.runs import config_from_dict, config_to_run, read_json, training_seconds, write_json
+from bayesnas.seeds import stream, stream_seed
+
+__all__ = ["BACKBONES", "UNIFORM", "NesConfig", "NesRun", "run_nes", "uniform_architecture"]
+
+BACKBONES = ("mobilenetv2", "resnet")
+RESOURCES = ("macs", "latency")
+#: the uniform-rescale baselines (nes2019 tables 1–2).
+UNIFORM = ("channel", "resolution", "channel+resolution")
+
+# Streams of randomness, one per use.
+(_INIT, _SPLIT, _WEIGHT_ORDER, _EVAL_ORDER, _ARCH, _RETRAIN_ORDER, _SUBSET, _RETRAIN_INIT) = range(8)
+
+
+@dataclass
+class NesConfig:
+    """Everything a run depends on; written to ``config.json``.
+
+    nes2019 app. B gives σ = 1.25 and α = 5, both decaying linearly to 0, M = 100
+    perturbations, 20 H updates per outer iteration and 75 outer iterations on ImageNet; the
+    defaults here are a CPU-sized version (M = 20, 5 H updates, 10 outer iterations) on the
+    embedded digits. ``budget``: R_t as a fraction of the base (1×) architecture's resource.
+    ``rho``: ρ of eq. (2) with R in units of R_t. ``eval_fraction``: the sub-evaluation part
+    of the training images (§4.1 holds out 50 images per class of ImageNet). ``weight_steps``:
+    weight mini-batches per outer iteration (``None``: one pass over the sub-train part).
+    ``search_resolution`` / ``search_depth``: the dimensions searched besides the channels.
+    ``uniform``: the uniform-rescale baselines re-trained beside the searched architecture.
+    """
+
+    dataset: str = "digits"
+    backbone: str = "mobilenetv2"
+    width_mult: float = 0.5
+    search_resolution: bool = False
+    search_depth: bool = False
+    resource: str = "macs"
+    budget: float = 0.5
+    rho: float = 20.0
+    seed: int = 0
+    outer_iterations: int = 10
+    weight_steps: int | None = None
+    arch_steps: int = 5
+    num_samples: int = 20
+    sigma: float = 1.25
+    arch_lr: float = 5.0
+    eval_fraction: float = 0.2
+    eval_batch_size: int = 256
+    batch_size: int = 64
+    weight_lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    retrain_epochs: int = 30
+    retrain_lr: float = 0.05
+    retrain_batch_size: int = 64
+    uniform: tuple[str, ...] = UNIFORM
+    max_train_images: int | None = None
+    test_images: int | None = None
+    device: str = "cpu"
+    data_dir: str | None = None
+    download: bool = False
+
+    def __post_init__(self) -> None:
+        self.uniform = tuple(self.uniform)
+
+    def validate(self) -> None:
+        """Check every field; errors state the rule and the value."""
+        from bayesnas.data import available_datasets
+
+        if self.dataset not in available_datasets():
+            raise ValueError(f"Unknown dataset {self.dataset!r}. Known datasets: "
+                             f"{', '.join(available_datasets())}.")
+        for name, allowed in (("backbone", BACKBONES), ("resource", RESOURCES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {list(allowed)}, but got "
+                                 f"{name}={getattr(self, name)!r}.")
+        unknown = [u for u in self.uniform if u not in UNIFORM]
+        if unknown:
+            raise ValueError(f"`uniform` takes baselines from {list(UNIFORM)}, but got {list(self.uniform)}.")
+        for name, low in (("seed", 0), ("outer_iterations", 1), ("arch_steps", 1), ("num_samples", 1),
+                          ("eval_batch_size", 2), ("batch_size", 2), ("retrain_epochs", 1),
+                          ("retrain_batch_size", 2)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"`{name}` must be an integer >= {low}, but got {name}={value!r}.")
+        for name in ("weight_steps", "max_train_images", "test_images"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{name}` must be None or an integer >= 1, but got {name}={value!r}.")
+        for name, strict in (("width_mult", True), ("budget", True), ("sigma", True), ("rho", False),
+                             ("arch_lr", False), ("weight_lr", True), ("momentum", False),
+                             ("weight_decay", False), ("retrain_lr", True)):
+            value = getattr(self, name)
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or value < 0 or (strict and value == 0):
+                rule = "positive" if strict else ">= 0"
+                raise ValueError(f"`{name}` must be {rule}, but got {name}={value!r}.")
+        if not 0 < self.eval_fraction < 1:
+            raise ValueError(f"`eval_fraction` must lie in (0, 1), but got "
+                             f"eval_fraction={self.eval_fraction!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "uniform": list(self.uniform)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NesConfig:
+        return config_from_dict(cls, data)
+
+
+def make_backbone(config: NesConfig, input_shape: tuple[int, ...], num_classes: int, *,
+                  search_resolution: bool | None = None, search_depth: bool | None = None) -> Any:
+    """The weight-sharing backbone of a run (freshly initialised from torch's global RNG)."""
+    from bayesnas.nn.width_backbones import MobileNetV2Supernet, ResNetSupernet
+
+    cls = MobileNetV2Supernet if config.backbone == "mobilenetv2" else ResNetSupernet
+    return cls(in_channels=int(input_shape[0]), num_classes=num_classes, width_mult=config.width_mult,
+               resolution=int(input_shape[-1]),
+               search_resolution=config.search_resolution if search_resolution is None else search_resolution,
+               search_depth=config.search_depth if search_depth is None else search_depth)
+
+
+def uniform_architecture(backbone: Any, kind: str, cost: Any, target: float) -> dict[str, int]:
+    """The backbone scaled uniformly to the resource closest to ``target``: every channel
+    count by one multiplier m (``"channel"``), the resolution (``"resolution"``), or both by
+    one multiplier (``"channel+resolution"``); depth full. ``cost(hparams) -> float``. Among
+    equally close candidates the larger network is taken. The backbone must search the
+    resolution for the kinds that scale it."""
+    if kind not in UNIFORM:
+        raise ValueError(f"`kind` must be one of {list(UNIFORM)}, but got kind={kind!r}.")
+    grids = backbone.hyperparameters()
+    if "resolution" in kind and "resolution" not in grids:
+        raise ValueError("A baseline that scales the resolution needs a backbone that searches it.")
+
+    def scaled(m: float) -> dict[str, int]:
+        h = {}
+        for name, g in grids.items():
+            if name.endswith(".depth"):
+                h[name] = g.base
+            elif name == "resolution":
+                h[name] = g.snap(g.base * m) if "resolution" in kind else g.base
+            else:
+                h[name] = g.snap(g.base * m) if "channel" in kind else g.base
+        return h
+
+    candidates = {}
+    for k in range(1, 321):  # m in (0, 1.6], fine enough that every snapped architecture appears
+        h = scaled(k / 200)
+        candidates[tuple(h.items())] = h
+    return min(candidates.values(), key=lambda h: (abs(cost(h) - target), -cost(h)))
+
+
+class NesRun:
+    """Builds the phases of a run from a :class:`NesConfig` (module docstring)."""
+
+    def __init__(self, config: NesConfig, out: str | Path, *, data: TensorData | None = None) -> None:
+        config.validate()
+        self.config, self.out = config, Path(out)
+        self.device = torch.device(config.device)
+        self.data = data if data is not None else load_tensors(config.dataset, data_dir=config.data_dir,
+                                                               download=config.download)
+        self.x_train, self.y_train, self.x_test, self.y_test = self.data.subset(
+            max_train_images=config.max_train_images, test_images=config.test_images,
+            train_generator=stream(0, _SUBSET, 1), test_generator=stream(0, _SUBSET, 2), device=self.device)
+        n = len(self.x_train)
+        n_eval = max(1, int(round(config.eval_fraction * n)))
+        order = torch.randperm(n, generator=stream(config.seed, _SPLIT)).to(self.device)
+        self.eval_index, self.train_index = order[:n_eval], order[n_eval:]
+        if len(self.train_index) < config.batch_size:
+            raise ValueError(f"The sub-train part ({len(self.train_index)} images) must hold one "
+                             f"mini-batch, but got batch_size={config.batch_size}.")
+        # The reference backbone prices architectures of every dimension (the baselines scale
+        # the resolution even when the search does not).
+        shape, k = self.data.input_shape, self.data.num_classes
+        self.reference = make_backbone(config, shape, k, search_resolution=True, search_depth=True)
+        self.base_cost = self.cost(self.reference.base_hparams(), self.reference)
+        self.target = config.budget * self.base_cost
+
+    # -- resources -----------------------------------------------------------------------------
+    def cost(self, hparams: Mapping[str, int], backbone: Any) -> float:
+        """The resource of an architecture: its multiply-accumulates (nes2019's "FLOPs") or its
+        latency summed over the run's table."""
+        from bayesnas.resources.flops import macs
+
+        layers = backbone.layers(hparams)
+        if self.config.resource == "macs":
+            return float(macs(layers))
+        return float(self.latency_table().total(layers))
+
+    def latency_table(self) -> Any:
+        """The run's latency table (``latency_table.json``), measured on the run's device at the
+        first use for the layers of the base, smallest and largest architectures."""
+        from bayesnas.resources.latency import LatencyTable
+
+        cached = getattr(self, "_table", None)
+        if cached is not None:
+            return cached
+        path = self.out / "latency_table.json"
+        if path.exists():
+            table = LatencyTable.load(path)
+        else:
+            table = LatencyTable()
+            ref = self.reference
+            for h in (ref.base_hparams(), ref.min_hparams(), ref.max_hparams()):
+                table.measure(ref.layers(h), device=str(self.device), batch_size=1)
+            table.save(path)
+        self._table = table
+        return table
+
+    # -- phase 1: search -------------------------------------------------------------------------
+    def build_search(self) -> None:
+        """The backbone, its space, the Gaussian guide at the base architecture and the driver."""
+        from bayesnas.guides import GaussianGuide
+        from bayesnas.infer.nes import NESArchitectureSearch, NESLoss
+        from bayesnas.models.width_space import WidthSearchSpace
+        from bayesnas.sites import discover_sites
+
+        c, d = self.config, self.data
+        torch.manual_seed(stream_seed(c.seed, _INIT))
+        backbone = make_backbone(c, d.input_shape, d.num_classes).to(self.device)
+        space = WidthSearchSpace(backbone)
+        guide = GaussianGuide(discover_sites(space, self.x_train[:2]), sigma=c.sigma).to(self.device)
+
+        def resource(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            return torch.tensor([self.cost(a, backbone) / self.target for a in space.architectures(values)],
+                                dtype=torch.get_default_dtype())
+
+        loss = NESLoss(num_samples=c.num_samples, resource=resource, target=1.0, rho=c.rho)
+        weight_opt = torch.optim.SGD(backbone.parameters(), lr=c.weight_lr, momentum=c.momentum,
+                                     weight_decay=c.weight_decay)
+        (arch_opt,) = guide.make_optimizers(lr=c.arch_lr)
+        self.backbone, self.space, self.guide = backbone, space, guide
+        self.search = NESArchitectureSearch(
+            space, guide, loss, weight_optimizer=weight_opt, arch_optimizer=arch_opt,
+            generator=stream(c.seed, _ARCH), total_arch_steps=c.outer_iterations * c.arch_steps,
+            sigma=c.sigma, lr=c.arch_lr, clip_norm=5.0)
+        self.weight_steps = c.weight_steps or max(1, len(self.train_index) // c.batch_size)
+
+    def _batches(self, index: torch.Tensor, size: int, stream_id: int, epoch: int, count: int) -> list:
+        """``count`` mini-batches of ``size`` from ``index``, a fresh seeded order per pass."""
+        generator = stream(self.config.seed, stream_id, epoch)
+        order = torch.empty(0, dtype=torch.long)
+        out = []
+        for _ in range(count):
+            if len(order) < size:
+                order = torch.cat([order, torch.randperm(len(index), generator=generator)])
+            rows, order = index[order[:size].to(self.device)], order[size:]
+            out.append((self.x_train[rows], self.y_train[rows]))
+        return out
+
+    def search_epoch(self, epoch: int) -> dict[str, Any]:
+        """One outer iteration of alg. 1: the weights, then H."""
+        c = self.config
+        weights = self._batches(self.train_index, c.batch_size, _WEIGHT_ORDER, epoch, self.weight_steps)
+        weight_losses = [self.search.weight_step(b) for b in weights]
+        size = min(c.eval_batch_size, len(self.eval_index))
+        rows = [self.search.arch_step(b) for b in self._batches(self.eval_index, size, _EVAL_ORDER, epoch,
+                                                                c.arch_steps)]
+        mode = {k: int(v) for k, v in self.guide.mode().items()}
+        return {"iteration": (epoch + 1) * (self.weight_steps + c.arch_steps),
+                "loss": sum(weight_losses) / len(weight_losses),
+                "arch_loss": sum(float(r["loss"]) for r in rows) / len(rows),
+                "baseline_loss": float(rows[-1]["baseline"]),
+                "sigma": rows[-1]["sigma"], "lr": rows[-1]["lr"],
+                "resource_ratio": self.cost(mode, self.backbone) / self.target}
+
+    def run_search(self, *, progress: bool = True) -> dict[str, int]:
+        """Phases 1–2: algorithm 1, then ``architecture.json`` = ⌊μ⌋."""
+        from bayesnas.sites import tensors_to_architecture
+
+        self.build_search()
+        history = PosteriorHistory(self.out / HISTORY_FILE)
+        run_epochs(self.out / "search", self.config.outer_iterations, self.search_epoch,
+                   self.search.state_dict, self.search.load_state_dict, progress=progress, desc="search",
+                   history=history, posterior=self.guide)
+        write_json(self.out / "posterior.json", self.guide.summary())
+        arch = tensors_to_architecture(self.guide.mode())
+        write_json(self.out / "architecture.json", arch)  # last: its presence marks the search done
+        return arch
+
+    # -- phases 3-4: re-training ------------------------------------------------------------------
+    def retrain(self, name: str, hparams: Mapping[str, int], backbone: Any, *,
+                progress: bool = True) -> dict[str, Any]:
+        """Re-train ``backbone.build(hparams)`` from scratch on all training images (SGD with
+        momentum, cosine learning rate); score it on the test images."""
+        c = self.config
+        phase = self.out / f"retrain-{name}"
+        done = phase / "result.json"
+        if done.exists():
+            return read_json(done)
+        torch.manual_seed(stream_seed(c.seed, _RETRAIN_INIT))  # one initialisation seed for every arm
+        net = backbone.build(dict(hparams)).to(self.device)
+        opt = torch.optim.SGD(net.parameters(), lr=c.retrain_lr, momentum=c.momentum,
+                              weight_decay=c.weight_decay)
+        n, bs = len(self.x_train), c.retrain_batch_size
+        if n < bs:
+            raise ValueError(f"The training images ({n}) must hold one mini-batch, but got "
+                             f"retrain_batch_size={bs}.")
+
+        def run_epoch(epoch: int) -> dict[str, Any]:
+            lr = cosine_lr(epoch, base=c.retrain_lr, epochs=c.retrain_epochs)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            order = torch.randperm(n, generator=stream(c.seed, _RETRAIN_ORDER, epoch)).to(self.device)
+            net.train()
+            losses = []
+            for s in range(n // bs):
+                idx = order[s * bs : (s + 1) * bs]
+                opt.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(net(self.x_train[idx]), self.y_train[idx])
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+            return {"iteration": (epoch + 1) * (n // bs), "loss": sum(losses) / len(losses), "lr": lr}
+
+        def state() -> dict[str, Any]:
+            return {"model": net.state_dict(), "optimizer": opt.state_dict()}
+
+        def load(saved: dict[str, Any]) -> None:
+            net.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+
+        run_epochs(phase, c.retrain_epochs, run_epoch, state, load, progress=progress,
+                   desc=f"re-train {name}")
+        error = test_error(net, self.x_test, self.y_test)
+        cost = self.cost(hparams, backbone)
+        result = {"test_error": error, "test_accuracy": 1.0 - error, "hparams": dict(hparams),
+                  "resource": cost, "resource_ratio": cost / self.target,
+                  "num_params": sum(p.numel() for p in net.parameters()), "seconds": training_seconds(phase)}
+        write_json(done, result)
+        return result
+
+    def run(self, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+        """Every phase (finished ones are read back, not re-run); writes ``results.json``."""
+        config_path = self.out / "config.json"
+        if not resume and config_path.exists():
+            raise FileExistsError(f"{self.out} already holds a run; continue it with resume=True "
+                                  "(--resume) or choose another output directory.")
+        self.out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            write_json(config_path, self.config.to_dict())
+        c, d = self.config, self.data
+        if (self.out / "architecture.json").exists():
+            arch = read_json(self.out / "architecture.json")
+        else:
+            arch = self.run_search(progress=progress)
+        searched_backbone = make_backbone(c, d.input_shape, d.num_classes)
+        searched = self.retrain("searched", arch, searched_backbone, progress=progress)
+        uniform = {}
+        for kind in c.uniform:
+            path = self.out / f"uniform-{kind}.json"
+            if not path.exists():
+                cost = lambda h: self.cost(h, self.reference)  # noqa: E731
+                write_json(path, uniform_architecture(self.reference, kind, cost, self.target))
+            uniform[kind] = self.retrain(f"uniform-{kind}", read_json(path), self.reference,
+                                         progress=progress)
+        results = {
+            "dataset": d.name, "backbone": c.backbone, "seed": c.seed, "resource": c.resource,
+            "budget": c.budget, "base_resource": self.base_cost, "target_resource": self.target,
+            "dimensions": ["channel", *(["resolution"] if c.search_resolution else []),
+                           *(["depth"] if c.search_depth else [])],
+            "train_images": len(self.x_train), "test_images": len(self.x_test),
+            "searched": searched, "uniform": uniform, "search_seconds": training_seconds(self.out / "search"),
+        }
+        write_json(self.out / "results.json", results)
+        return results
+
+
+@torch.no_grad()
+def test_error(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 500) -> float:
+    """The error of ``net`` in eval mode on ``(x, y)``."""
+    net.eval()
+    wrong = sum(int((net(x[i : i + batch_size]).argmax(-1) != y[i : i + batch_size]).sum())
+                for i in range(0, len(x), batch_size))
+    return wrong / len(x)
+
+
+def run_nes(config: NesConfig | None = None, *, out: str | Path, resume: bool = False, progress: bool = True,
+            data: TensorData | None = None) -> dict[str, Any]:
+    """Run (or with ``resume=True`` continue, from ``out/config.json``) a nes2019 experiment into
+    ``out``; returns ``results.json``'s content. ``data`` replaces loading the configured dataset."""
+    out = Path(out)
+    config = config_to_run(NesConfig, config, out=out, resume=resume, what="run_nes")
+    return NesRun(config, out, data=data).run(resume=resume, progress=progress)
+
+
+def run_nes_resumably(config: NesConfig, run_dir: str | Path, *, progress: bool = False,
+                      data: TensorData | None = None) -> dict[str, Any]:
+    """:func:`run_nes` for studies: a finished run is read back, a killed one resumed, a new one
+    started. Returns ``results.json``'s content."""
+    run_dir = Path(run_dir)
+    if (run_dir / "results.json").exists():
+        if NesConfig.from_dict(read_json(run_dir / "config.json")) != config:
+            raise ValueError(f"{run_dir} holds a run with other settings; choose another --out.")
+        return read_json(run_dir / "results.json")
+    resume = (run_dir / "config.json").exists()
+    return run_nes(None if resume else config, out=run_dir, resume=resume, progress=progress, data=data)
