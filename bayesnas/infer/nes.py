@@ -230,16 +230,22 @@ class NESArchitectureSearch:
         return {**metrics, **schedule}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"guide": self.guide.state_dict(), "weight_optimizer": self.weight_optimizer.state_dict(),
+        """Everything a resumed search needs: the model's weights (an ``nn.Module`` model), μ and
+        σ, both optimizers, the architecture generator and the number of H updates done."""
+        model = self.model.state_dict() if isinstance(self.model, nn.Module) else None
+        return {"model": model, "guide": self.guide.state_dict(),
+                "weight_optimizer": self.weight_optimizer.state_dict(),
                 "arch_optimizer": None if self.arch_optimizer is None else self.arch_optimizer.state_dict(),
                 "generator": self.generator.get_state(), "arch_steps": self.arch_steps}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state["model"] is not None:
+            self.model.load_state_dict(state["model"])
         self.guide.load_state_dict(state["guide"])
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         if self.arch_optimizer is not None and state["arch_optimizer"] is not None:
             self.arch_optimizer.load_state_dict(state["arch_optimizer"])
         self.generator.set_state(state["generator"])
+        # σ and α stay as saved (in the guide and the optimizer): the weight steps before the
+        # next H update draw with the σ of the last one, as in the uninterrupted run.
         self.arch_steps = int(state["arch_steps"])
-        if self.arch_steps < self.total_arch_steps:
-            self.set_schedules(self.arch_steps)

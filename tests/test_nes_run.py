@@ -1,0 +1,129 @@
+"""The nes2019 run (bayesnas.nes): artifacts, budgets, uniform baselines, exact resume, and an
+exported architecture that rebuilds a plain network."""
+
+import json
+
+import pytest
+import torch
+
+from bayesnas.data.tensors import load_tensors
+from bayesnas.nes import NesConfig, NesRun, make_backbone, run_nes, run_nes_resumably, uniform_architecture
+from bayesnas.resources.flops import macs
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_tensors("digits")
+
+
+def _config(**changes):
+    base = dict(width_mult=0.25, outer_iterations=3, arch_steps=2, num_samples=4, weight_steps=3,
+                retrain_epochs=1, max_train_images=300, test_images=100, uniform=("channel",))
+    base.update(changes)
+    return NesConfig(**base)
+
+
+def test_tiny_run_writes_every_artifact_and_prices_every_arm(tmp_path, data):
+    out = tmp_path / "run"
+    results = run_nes(_config(search_resolution=True, search_depth=True,
+                              uniform=("channel", "resolution", "channel+resolution")),
+                      out=out, progress=False, data=data)
+    for name in ("config.json", "posterior.json", "posterior_history.jsonl", "architecture.json",
+                 "search/metrics.jsonl", "search/checkpoint.pt", "retrain-searched/result.json",
+                 "uniform-channel.json", "retrain-uniform-resolution/result.json", "results.json"):
+        assert (out / name).exists(), name
+    rows = [json.loads(x) for x in (out / "search/metrics.jsonl").read_text().splitlines()]
+    # σ decays linearly from 1.25 to 0 over the 3 × 2 H updates: the last update uses 1.25 / 6.
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[-1]["sigma"] == pytest.approx(1.25 / 6)
+    history = [json.loads(x) for x in (out / "posterior_history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]
+    assert next(iter(history[0]["posterior"].values()))["family"] == "gaussian-integer"
+    reference = make_backbone(_config(), data.input_shape, data.num_classes, search_resolution=True,
+                              search_depth=True)
+    base = macs(reference.layers(reference.base_hparams()))
+    assert results["base_resource"] == base and results["target_resource"] == pytest.approx(0.5 * base)
+    arms = [results["searched"], *results["uniform"].values()]
+    assert set(results["uniform"]) == {"channel", "resolution", "channel+resolution"}
+    for arm in arms:
+        assert 0.0 <= arm["test_error"] <= 1.0 and arm["num_params"] > 0
+        assert arm["resource_ratio"] == pytest.approx(arm["resource"] / results["target_resource"])
+    # The exported architecture is ⌊μ⌋ on the grids, and its MACs are those of its layers.
+    arch = json.loads((out / "architecture.json").read_text())
+    searched = make_backbone(_config(search_resolution=True, search_depth=True), data.input_shape,
+                             data.num_classes)
+    assert searched.validate(arch) == arch
+    assert results["searched"]["resource"] == macs(searched.layers(arch))
+    assert results["dimensions"] == ["channel", "resolution", "depth"]
+
+
+def test_exported_architecture_rebuilds_a_plain_network(tmp_path, data):
+    out = tmp_path / "run"
+    run_nes(_config(uniform=()), out=out, progress=False, data=data)
+    arch = json.loads((out / "architecture.json").read_text())
+    net = make_backbone(_config(), data.input_shape, data.num_classes).build(arch)
+    assert not any("Slim" in type(m).__name__ for m in net.modules())
+    assert net(data.x_test[:5]).shape == (5, 10)
+
+
+def test_killed_search_resumes_to_the_uninterrupted_result(tmp_path, data, monkeypatch):
+    full = run_nes(_config(uniform=()), out=tmp_path / "full", progress=False, data=data)
+    original = NesRun.search_epoch
+
+    def killed_in_epoch_2(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(NesRun, "search_epoch", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_nes(_config(uniform=()), out=tmp_path / "killed", progress=False, data=data)
+    monkeypatch.setattr(NesRun, "search_epoch", original)
+    resumed = run_nes(out=tmp_path / "killed", resume=True, progress=False, data=data)
+    assert resumed["searched"]["hparams"] == full["searched"]["hparams"]
+    assert resumed["searched"]["test_error"] == full["searched"]["test_error"]
+    a, b = ((tmp_path / d / "posterior.json").read_text() for d in ("full", "killed"))
+    assert a == b
+    # A study reads a finished run back, and refuses one with other settings.
+    assert run_nes_resumably(_config(uniform=()), tmp_path / "full") == full
+    with pytest.raises(ValueError, match="holds a run with other settings"):
+        run_nes_resumably(_config(uniform=(), budget=0.7), tmp_path / "full")
+
+
+def test_uniform_baseline_is_the_closest_scaled_backbone_to_the_budget(data):
+    backbone = make_backbone(_config(), data.input_shape, data.num_classes, search_resolution=True,
+                             search_depth=True)
+
+    def cost(h):
+        return float(macs(backbone.layers(h)))
+
+    target = 0.5 * cost(backbone.base_hparams())
+    grids = backbone.hyperparameters()
+    for kind in ("channel", "resolution", "channel+resolution"):
+        h = uniform_architecture(backbone, kind, cost, target)
+        assert backbone.validate(h) == h
+        assert all(h[n] == g.base for n, g in grids.items() if n.endswith(".depth"))
+        if kind == "channel":
+            assert h["resolution"] == grids["resolution"].base
+        if kind == "resolution":
+            assert all(h[n] == g.base for n, g in grids.items() if n != "resolution")
+        # No other multiplier (an independent, finer sweep) gets closer to the budget.
+        for m in torch.linspace(0.05, 1.6, 621).tolist():
+            other = {n: g.base if n.endswith(".depth")
+                     else g.snap(g.base * m) if ("resolution" if n == "resolution" else "channel") in kind
+                     else g.base for n, g in grids.items()}
+            assert abs(cost(h) - target) <= abs(cost(other) - target) + 1e-9
+    with pytest.raises(ValueError, match="`kind` must be one of"):
+        uniform_architecture(backbone, "depth", cost, target)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    (dict(backbone="vgg"), r"`backbone` must be one of \['mobilenetv2', 'resnet'\], but got backbone='vgg'"),
+    (dict(budget=0), "`budget` must be positive, but got budget=0"),
+    (dict(uniform=("depth",)), r"`uniform` takes baselines from"),
+    (dict(num_samples=0), "`num_samples` must be an integer >= 1, but got num_samples=0"),
+    (dict(eval_fraction=1.0), r"`eval_fraction` must lie in \(0, 1\), but got eval_fraction=1.0"),
+    (dict(dataset="imagenet"), "Unknown dataset 'imagenet'"),
+])
+def test_config_errors_state_the_rule_and_the_value(changes, message):
+    with pytest.raises(ValueError, match=message):
+        _config(**changes).validate()
