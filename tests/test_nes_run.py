@@ -127,3 +127,19 @@ def test_uniform_baseline_is_the_closest_scaled_backbone_to_the_budget(data):
 def test_config_errors_state_the_rule_and_the_value(changes, message):
     with pytest.raises(ValueError, match=message):
         _config(**changes).validate()
+
+
+def test_report_of_a_run_shows_its_title_networks_and_integer_posterior(tmp_path, data):
+    from bayesnas.analysis.report import write_report
+
+    out = tmp_path / "run"
+    results = run_nes(_config(), out=out, progress=False, data=data)
+    text = write_report(out)["md"].read_text()
+    assert text.startswith("# bayesnas run: nes / mobilenetv2, budget 0.5× (run)")
+    assert "3 of 3 outer iterations (nes2019 alg. 1) on digits, seed 0." in text
+    header = next(line for line in text.splitlines() if line.startswith("| network"))
+    assert "resource / budget" in header and "test accuracy" in header
+    searched = next(line for line in text.splitlines() if line.startswith("| searched "))
+    assert f"{results['searched']['num_params']}" in searched
+    assert any(line.startswith("| uniform channel ") for line in text.splitlines())
+    assert "(gaussian-integer)" in text  # the Gaussian's marginals over every grid

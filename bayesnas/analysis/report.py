@@ -292,12 +292,14 @@ def _config_rows(config: dict[str, Any]) -> list[list[Any]]:
     return [[k, json.dumps(v) if isinstance(v, dict | list) else v] for k, v in sorted(config.items())]
 
 
-# The re-trained networks of an experiment run: inpainting ("searched"), VINNAS ("snr",
-# "magnitude"); "random" lists the random architectures of both. Columns appear when used.
+# The re-trained networks of an experiment run: inpainting and NES ("searched"), VINNAS
+# ("snr", "magnitude"); "random" lists the random architectures of inpainting and VINNAS,
+# "uniform" the uniform-rescale baselines of NES. Columns appear when used.
 _RETRAINED = ("searched", "snr", "magnitude")
 _NETWORK_COLUMNS = (("test_accuracy", "test accuracy"), ("test_error", "test error"), ("psnr", "PSNR [dB]"),
                     ("ssim", "SSIM"), ("active_layers", "active layers"), ("num_weights", "weights"),
                     ("num_params", "parameters"), ("nonzero_params", "non-zero parameters"),
+                    ("resource", "resource (MACs or ms)"), ("resource_ratio", "resource / budget"),
                     ("seconds", "re-training seconds"))
 
 
@@ -321,8 +323,10 @@ def _results_section(doc: _Document, results: dict[str, Any] | None, *, inpainti
                    f"model average ({results.get('stochastic_samples')} architectures)"], rows)
     networks = [(k, results[k]) for k in _RETRAINED if isinstance(results.get(k), dict)]
     networks += [(f"random{r}", n) for r, n in enumerate(results.get("random") or []) if isinstance(n, dict)]
+    uniform = results.get("uniform") or {}
+    networks += [(f"uniform {kind}", n) for kind, n in uniform.items() if isinstance(n, dict)]
     columns = [(key, title) for key, title in _NETWORK_COLUMNS if any(key in n for _, n in networks)]
-    if networks:  # an experiment run (inpainting, VINNAS): its re-trained networks on the test set
+    if networks:  # an experiment run (inpainting, VINNAS, NES): its re-trained networks on the test set
         doc.table(["network", *(title for _, title in columns)],
                   [[name, *(_network_cell(n, key) for key, _ in columns)] for name, n in networks])
     other = {k: v for k, v in results.items()
@@ -466,14 +470,22 @@ def _is_vinnas(config: Mapping[str, Any]) -> bool:
     return "space" not in config and "layout" in config and "gamma_arch" in config
 
 
+def _is_nes(config: Mapping[str, Any]) -> bool:
+    """A :mod:`bayesnas.nes` run: its config names a backbone and a budget, but no space."""
+    return "space" not in config and "backbone" in config and "budget" in config
+
+
 def _title(run: RunRecord) -> str:
     """``space / method``, or what the config has instead (an inpainting run: ``inpainting /
-    mask center``; a VINNAS run: ``vinnas / layout M``)."""
+    mask center``; a VINNAS run: ``vinnas / layout M``; a NES run: ``nes / mobilenetv2, budget
+    0.5×``)."""
     c = run.config
-    vinnas = _is_vinnas(c)
-    space = c.get("space") or ("inpainting" if _is_inpainting(c) else "vinnas" if vinnas else None)
+    vinnas, nes = _is_vinnas(c), _is_nes(c)
+    space = c.get("space") or ("inpainting" if _is_inpainting(c) else "vinnas" if vinnas
+                               else "nes" if nes else None)
     method = c.get("method") or (f"mask {c['mask']}" if _is_inpainting(c)
-                                 else f"layout {c['layout']}" if vinnas else None)
+                                 else f"layout {c['layout']}" if vinnas
+                                 else f"{c['backbone']}, budget {c['budget']:g}×" if nes else None)
     what = " / ".join(str(x) for x in (space, method) if x) or "run"
     return f"bayesnas run: {what} ({run.path.name})"
 
@@ -484,6 +496,8 @@ def _progress_line(run: RunRecord) -> str:
     on = f"on {c.get('dataset', '?')}, seed {c.get('seed', '?')}"
     if "epochs" not in c and "search_iterations" in c:
         return f"{last.get('iteration', 0)} of {c['search_iterations']} search iterations {on}."
+    if "epochs" not in c and "outer_iterations" in c:
+        return f"{last.get('epoch', 0)} of {c['outer_iterations']} outer iterations (nes2019 alg. 1) {on}."
     return f"{last.get('epoch', 0)} of {c.get('epochs', '?')} epochs {on}."
 
 
