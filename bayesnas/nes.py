@@ -68,6 +68,8 @@ class NesConfig:
     weight mini-batches per outer iteration (``None``: one pass over the sub-train part).
     ``search_resolution`` / ``search_depth``: the dimensions searched besides the channels.
     ``uniform``: the uniform-rescale baselines re-trained beside the searched architecture.
+    ``adapt_sigma``: beyond nes2019, learn σ² per hyper-parameter by its natural gradient
+    (step ``sigma_lr``) instead of the linear schedule (:class:`~bayesnas.guides.GaussianGuide`).
     """
 
     dataset: str = "digits"
@@ -84,6 +86,8 @@ class NesConfig:
     arch_steps: int = 5
     num_samples: int = 20
     sigma: float = 1.25
+    adapt_sigma: bool = False
+    sigma_lr: float = 0.1
     arch_lr: float = 5.0
     eval_fraction: float = 0.2
     eval_batch_size: int = 256
@@ -128,7 +132,10 @@ class NesConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"`{name}` must be None or an integer >= 1, but got {name}={value!r}.")
-        for name, strict in (("width_mult", True), ("budget", True), ("sigma", True), ("rho", False),
+        if not isinstance(self.adapt_sigma, bool):
+            raise ValueError(f"`adapt_sigma` must be a bool, but got adapt_sigma={self.adapt_sigma!r}.")
+        for name, strict in (("width_mult", True), ("budget", True), ("sigma", True), ("sigma_lr", True),
+                             ("rho", False),
                              ("arch_lr", False), ("weight_lr", True), ("momentum", False),
                              ("weight_decay", False), ("retrain_lr", True)):
             value = getattr(self, name)
@@ -259,7 +266,8 @@ class NesRun:
         torch.manual_seed(stream_seed(c.seed, _INIT))
         backbone = make_backbone(c, d.input_shape, d.num_classes).to(self.device)
         space = WidthSearchSpace(backbone)
-        guide = GaussianGuide(discover_sites(space, self.x_train[:2]), sigma=c.sigma).to(self.device)
+        guide = GaussianGuide(discover_sites(space, self.x_train[:2]), sigma=c.sigma,
+                              adapt_sigma=c.adapt_sigma).to(self.device)
 
         def resource(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
             return torch.tensor([self.cost(a, backbone) / self.target for a in space.architectures(values)],
@@ -268,7 +276,7 @@ class NesRun:
         loss = NESLoss(num_samples=c.num_samples, resource=resource, target=1.0, rho=c.rho)
         weight_opt = torch.optim.SGD(backbone.parameters(), lr=c.weight_lr, momentum=c.momentum,
                                      weight_decay=c.weight_decay)
-        (arch_opt,) = guide.make_optimizers(lr=c.arch_lr)
+        (arch_opt,) = guide.make_optimizers(lr=c.arch_lr, sigma_lr=c.sigma_lr)
         self.backbone, self.space, self.guide = backbone, space, guide
         self.search = NESArchitectureSearch(
             space, guide, loss, weight_optimizer=weight_opt, arch_optimizer=arch_opt,

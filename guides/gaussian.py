@@ -51,8 +51,13 @@ class GaussianGuide(ExpectationGuide):
             value / array); default each site's ``base``, the base architecture (nes2019
             alg. 1 line 1), or its lowest value.
         sigma: σ in grid steps, shared by every site (default 1.25, nes2019 app. B); a
-            schedule changes it with :meth:`set_sigma`.
-        learnable: ``False`` holds μ fixed.
+            schedule changes it with :meth:`set_sigma`. With ``adapt_sigma``, the initial σ of
+            every hyper-parameter.
+        adapt_sigma: beyond nes2019: give every hyper-parameter its own variance σ², learnt
+            by the natural gradient along with μ (the Gaussian in expectation parameters, as
+            the mixed-variable ASNG treats its integer part; :class:`GaussianNaturalGradient`)
+            instead of a schedule. The utility's scale stays the initial σ.
+        learnable: ``False`` holds μ (and σ²) fixed.
     """
 
     family = "integer"
@@ -63,11 +68,17 @@ class GaussianGuide(ExpectationGuide):
         *,
         init: float | Mapping[str, Any] | None = None,
         sigma: float = DEFAULT_SIGMA,
+        adapt_sigma: bool = False,
         learnable: bool = True,
     ) -> None:
         super().__init__(sites)
         dtype = torch.get_default_dtype()
+        if not isinstance(adapt_sigma, bool):
+            raise ValueError(f"`adapt_sigma` must be a bool, but got adapt_sigma={adapt_sigma!r}.")
         self.register_buffer("sigma", torch.tensor(_check_sigma(sigma), dtype=dtype))
+        self.adapt_sigma = adapt_sigma
+        #: with ``adapt_sigma``: σ² per hyper-parameter and site (grid steps²), else empty.
+        self.variances = nn.ParameterList()
         for name, spec in self.specs.items():
             grid = spec.grid
             default = grid.low + grid.step * grid.base_index()
@@ -76,16 +87,34 @@ class GaussianGuide(ExpectationGuide):
                 raise ValueError(f"Initial μ of site {name!r} must lie in [{grid.low}, {grid.high}], but got "
                                  f"{value.tolist()}.")
             self.thetas.append(nn.Parameter(grid.coordinate(value), requires_grad=learnable))
+            if adapt_sigma:
+                self.variances.append(nn.Parameter(torch.full(spec.shape, float(sigma) ** 2, dtype=dtype),
+                                                   requires_grad=learnable))
 
     def set_sigma(self, sigma: float) -> None:
         """Set σ (grid steps), e.g. from nes2019's schedule, 1.25 decaying linearly to 0."""
+        if self.adapt_sigma:
+            raise ValueError("This guide learns σ² per hyper-parameter (adapt_sigma=True): it has no σ to "
+                             "set.")
         self.sigma.fill_(_check_sigma(sigma))
+
+    def scale_of(self, name: str) -> torch.Tensor:
+        """σ of every hyper-parameter of a site, in grid steps (differentiable in σ² when adapted)."""
+        mu = self.theta(name)
+        if self.adapt_sigma:
+            return self.variances[self.site_names.index(name)].sqrt()
+        return self.sigma.expand(mu.shape)
+
+    def utility_sigma(self) -> float:
+        """The σ that scales the NES utility −ΔL/σ (:class:`bayesnas.infer.NESLoss`): the current
+        one, or with ``adapt_sigma`` the initial one (a constant normaliser)."""
+        return float(self.sigma)
 
     # -- family-specific ----------------------------------------------------------------
     def distribution(self, name: str) -> dist.Distribution:
         grid, mu = self.specs[name].grid, self.theta(name)
         loc = grid.low + grid.step * mu
-        scale = (grid.step * self.sigma).expand(mu.shape)
+        scale = grid.step * self.scale_of(name)
         # A score-function estimator's sample is a constant: no reparameterized draw.
         return dist.Normal(loc, scale).has_rsample_(False).to_event(mu.dim())
 
@@ -96,8 +125,7 @@ class GaussianGuide(ExpectationGuide):
 
     def entropy_of(self, name: str) -> torch.Tensor:
         """Differential entropy ½(log 2π + 1) + log σ of each x, in nats, in grid steps."""
-        mu = self.theta(name)
-        return (0.5 * _LOG_2PI_E + torch.log(self.sigma)).expand(mu.shape).detach()
+        return (0.5 * _LOG_2PI_E + torch.log(self.scale_of(name))).detach()
 
     def summary(self) -> dict[str, Any]:
         """Per site the entry :class:`bayesnas.analysis.GaussianIntegerMarginal` reads (μ and σ
@@ -106,30 +134,41 @@ class GaussianGuide(ExpectationGuide):
         out: dict[str, Any] = {}
         for name, spec in self.specs.items():
             grid, mu = spec.grid, self.theta(name).detach()
-            sigma = float(self.sigma)
+            sigma = self.scale_of(name).detach()
             out[name] = {
                 "family": "gaussian-integer",
                 "shape": list(spec.shape),
                 "mu": (grid.low + grid.step * mu).cpu().tolist(),
-                "sigma": torch.full_like(mu, grid.step * sigma).cpu().tolist(),
+                "sigma": (grid.step * sigma).cpu().tolist(),
                 "low": grid.low,
                 "high": grid.high,
                 "step": grid.step,
                 "base": grid.base,
                 "mu_grid": mu.cpu().tolist(),
-                "sigma_steps": sigma,
+                "sigma_steps": sigma.cpu().tolist(),
                 "mode": self.mode_of(name).cpu().tolist(),
                 "entropy": float(self.entropy_of(name).sum()),
             }
         return out
 
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """μ (and with ``adapt_sigma`` σ²) of every site, the tensors the optimizer steps."""
+        return [p for p in (*self.thetas, *self.variances) if p.requires_grad]
+
     def make_optimizers(self, **kwargs: Any) -> list[torch.optim.Optimizer]:
         """:class:`~bayesnas.optim.GaussianNaturalGradient` over μ, one param group per site
-        with its grid's bounds, at the guide's current σ (``kwargs``: ``lr`` = α, ...)."""
+        with its grid's bounds, at the guide's current σ — with ``adapt_sigma``, each group
+        ``[μ, σ²]`` (``kwargs``: ``lr`` = α, ``sigma_lr``, ...)."""
         from bayesnas.optim import GaussianNaturalGradient
 
-        groups = [{"params": [mu], "upper": float(spec.grid.size - 1)}
-                  for spec, mu in zip(self.specs.values(), self.thetas, strict=True) if mu.requires_grad]
+        groups = []
+        for i, (spec, mu) in enumerate(zip(self.specs.values(), self.thetas, strict=True)):
+            if not mu.requires_grad:
+                continue
+            group: dict[str, Any] = {"params": [mu], "upper": float(spec.grid.size - 1)}
+            if self.adapt_sigma:
+                group.update(params=[mu, self.variances[i]], adapt_sigma=True)
+            groups.append(group)
         if not groups:
             return []
         return [GaussianNaturalGradient(groups, sigma=float(self.sigma), **kwargs)]

@@ -222,3 +222,53 @@ def test_grid_values_and_loss_errors():
         NESLoss(resource=lambda v: v["a"])
     with pytest.raises(ValueError, match=r"`num_samples` \(M\) must be an integer >= 1, but got num_samples"):
         NESLoss(num_samples=0)
+
+
+def test_adaptive_sigma_natural_gradient_is_the_closed_form_and_stays_in_bounds():
+    """Beyond nes2019: σ² per hyper-parameter by the natural gradient, 2σ⁴ ∇σ² =
+    −(1/M) Σ uᵢ ((xᵢ − μ)² − σ²) (grid coordinates), clipped into [min_sigma², max_sigma²]."""
+    torch.manual_seed(0)
+    guide = _guide(sigma=0.8, adapt_sigma=True)
+    assert len(guide.arch_parameters()) == 4  # μ and σ² of both sites
+    m = 64
+    with arch_plate(m):
+        trace = poutine.trace(guide).get_trace()
+    mu0 = {n: guide.theta(n).detach().clone() for n in ("a", "b")}
+    noise = {n: guide.specs[n].grid.coordinate(trace.nodes[n]["value"]) - mu0[n] for n in mu0}
+    utility = torch.randn(m)
+    (-(utility * guide_log_prob(trace)).mean()).backward()
+    for i, n in enumerate(("a", "b")):
+        var = guide.variances[i]
+        expected = -(utility * (noise[n] ** 2 - 0.64)).mean()
+        torch.testing.assert_close(2 * var.detach() ** 2 * var.grad, expected)
+    (opt,) = guide.make_optimizers(lr=0.3, sigma_lr=0.2)
+    opt.step()
+    for i, n in enumerate(("a", "b")):
+        expected = 0.64 + 0.2 * (utility * (noise[n] ** 2 - 0.64)).mean()
+        torch.testing.assert_close(guide.variances[i].detach(), expected.clamp(0.05**2, 10.0**2))
+        # μ's step used σ² from before the variance moved.
+        torch.testing.assert_close(guide.theta(n).detach(), mu0[n] + 0.3 * (utility * noise[n]).mean())
+    for g in (1e9, -1e9):
+        for p in guide.arch_parameters():
+            p.grad = torch.full_like(p, g)
+        opt.step()
+        assert all(0.05**2 - 1e-8 <= float(v.detach()) <= 100.0 + 1e-5 for v in guide.variances)
+    with pytest.raises(ValueError, match="adapt_sigma=True\\): it has no σ to set"):
+        guide.set_sigma(1.0)
+
+
+def test_search_with_adaptive_sigma_lands_within_one_step_of_the_optimum():
+    a_opt, b_opt = _enumerated_optimum(0.0, 2.0)
+    torch.manual_seed(0)
+    guide = _guide(adapt_sigma=True)
+    dummy = torch.nn.Parameter(torch.zeros(1))
+    steps = 150
+    search = NESArchitectureSearch(toy, guide, NESLoss(num_samples=100),
+                                   weight_optimizer=torch.optim.SGD([dummy], lr=0.1),
+                                   arch_optimizer=guide.make_optimizers(sigma_lr=0.05)[0],
+                                   generator=torch.Generator().manual_seed(0), total_arch_steps=steps)
+    for _ in range(steps):
+        search.arch_step(())
+    mode = guide.mode()
+    assert abs(mode["a"].item() - a_opt) <= 1 and abs(mode["b"].item() - b_opt) <= 2, (mode, a_opt, b_opt)
+    assert all(float(v.detach().max()) < 1.25**2 for v in guide.variances)  # σ shrank around the optimum

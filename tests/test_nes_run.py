@@ -143,3 +143,20 @@ def test_report_of_a_run_shows_its_title_networks_and_integer_posterior(tmp_path
     assert f"{results['searched']['num_params']}" in searched
     assert any(line.startswith("| uniform channel ") for line in text.splitlines())
     assert "(gaussian-integer)" in text  # the Gaussian's marginals over every grid
+
+
+def test_a_run_with_adaptive_sigma_and_a_latency_budget(tmp_path, data):
+    """Both options beyond the default: σ² learnt per hyper-parameter, and R the latency summed
+    over a table measured on this CPU at the run's start (``latency_table.json``)."""
+    from bayesnas.resources.latency import LatencyTable
+
+    out = tmp_path / "run"
+    results = run_nes(_config(adapt_sigma=True, resource="latency", uniform=()), out=out, progress=False,
+                      data=data)
+    table = LatencyTable.load(out / "latency_table.json")
+    arch = json.loads((out / "architecture.json").read_text())
+    backbone = make_backbone(_config(), data.input_shape, data.num_classes)
+    assert results["resource"] == "latency"
+    assert results["searched"]["resource"] == pytest.approx(table.total(backbone.layers(arch)))
+    entry = next(iter(json.loads((out / "posterior.json").read_text()).values()))
+    assert entry["family"] == "gaussian-integer" and entry["sigma_steps"] != 1.25  # σ moved

@@ -124,7 +124,7 @@ class NESLoss:
                   baseline: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(surrogate(μ), u)``: −(1/M) Σ uᵢ log N(xᵢ; μ, σ²), whose σ²-preconditioned gradient is
         the NES gradient G of eq. (7)."""
-        utility = baseline_difference_utility(losses, baseline, sigma=float(guide.sigma))
+        utility = baseline_difference_utility(losses, baseline, sigma=guide.utility_sigma())
         return -(utility * guide_log_prob(guide_trace)).mean(), utility
 
     def loss_and_grads(self, model: Callable[..., Any], guide: Any, *args: Any,
@@ -189,10 +189,15 @@ class NESArchitectureSearch:
 
     def set_schedules(self, step: int) -> dict[str, float]:
         """σ and α of H update ``step`` (app. B: both decay linearly to 0), set in the guide and
-        the optimizer; returns them."""
-        sigma = linear_decay(self.sigma0, step, self.total_arch_steps)
+        the optimizer; returns them. A guide that adapts its σ² (``adapt_sigma``) keeps it: only
+        α follows the schedule, and the mean σ is reported."""
         lr = linear_decay(self.lr0, step, self.total_arch_steps)
-        self.guide.set_sigma(sigma)
+        if getattr(self.guide, "adapt_sigma", False):
+            scales = torch.cat([self.guide.scale_of(n).detach().reshape(-1) for n in self.guide.site_names])
+            sigma = float(scales.mean())
+        else:
+            sigma = linear_decay(self.sigma0, step, self.total_arch_steps)
+            self.guide.set_sigma(sigma)
         if self.arch_optimizer is not None:
             for group in self.arch_optimizer.param_groups:
                 group["sigma"], group["lr"] = sigma, lr

@@ -19,7 +19,12 @@ from bayesnas.optim.functional import (
     project_bernoulli,
     project_categorical,
 )
-from bayesnas.optim.gaussian import GaussianNaturalGradient, gaussian_natural_gradient, project_box
+from bayesnas.optim.gaussian import (
+    GaussianNaturalGradient,
+    gaussian_natural_gradient,
+    gaussian_variance_natural_gradient,
+    project_box,
+)
 from bayesnas.optim.shared_bernoulli import (
     SharedBernoulliNaturalGradient,
     shared_bernoulli_fisher_sqrt_image,
@@ -40,6 +45,7 @@ __all__ = [
     "evolution_path_update",
     "fisher_trace",
     "gaussian_natural_gradient",
+    "gaussian_variance_natural_gradient",
     "project_bernoulli",
     "project_box",
     "project_categorical",
