@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.image_quality import psnr, ssim
+from bayesnas.config_checks import check_dataset, check_integers
 from bayesnas.data.masks import MASKS, apply_mask, make_masks
 from bayesnas.nn.cae import DEFAULT_CHANNELS, SymmetricCAE, genotype_from_arch, search_variables
 from bayesnas.runs import (
@@ -65,6 +66,7 @@ from bayesnas.runs import (
     training_seconds,
     write_json,
 )
+from bayesnas.seeds import stream, stream_seed
 
 __all__ = ["InpaintingConfig", "InpaintingData", "InpaintingRun", "load_images", "run_inpainting"]
 
@@ -117,25 +119,15 @@ class InpaintingConfig:
         self.channels = tuple(self.channels)
 
     def validate(self) -> None:
-        from bayesnas.data import available_datasets
         from bayesnas.nn.cae import check_space_options
 
-        if self.dataset not in available_datasets():
-            raise ValueError(f"Unknown dataset {self.dataset!r}. Known datasets: "
-                             f"{', '.join(available_datasets())}.")
+        check_dataset(self.dataset)
         if self.mask not in MASKS:
             raise ValueError(f"`mask` must be one of {MASKS}, but got mask={self.mask!r}.")
         check_space_options(self.num_hidden, self.level_back, self.channels, 1)
-        for name, low in (("side", 4), ("batch_size", 1), ("search_iterations", 1), ("retrain_iterations", 1),
-                          ("random_architectures", 0), ("num_samples", 2), ("eval_batch_size", 1),
-                          ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"`{name}` must be an integer >= {low}, but got {name}={value!r}.")
-        for name in ("test_images", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"`{name}` must be None or an integer >= 1, but got {name}={value!r}.")
+        check_integers(self, {"side": 4, "batch_size": 1, "search_iterations": 1, "retrain_iterations": 1,
+                              "random_architectures": 0, "num_samples": 2, "eval_batch_size": 1, "seed": 0})
+        check_integers(self, {"test_images": 1, "checkpoint_every": 1}, optional=True)
         if not self.lr > 0:
             raise ValueError(f"`lr` must be positive, but got lr={self.lr!r}.")
         if not 0 <= self.momentum < 1:
@@ -211,16 +203,7 @@ def resize(x: torch.Tensor, side: int) -> torch.Tensor:
     return out.clamp_(0, 1)
 
 
-def _seed(*parts: int) -> int:
-    """A generator seed from integers (run seed, stream, iteration): a resumed run repeats."""
-    h = 0
-    for p in parts:
-        h = (h * 1_000_003 + int(p) + 1) % (2**61 - 1)
-    return h
-
-
-def _generator(*parts: int) -> torch.Generator:
-    return torch.Generator().manual_seed(_seed(*parts))
+_seed, _generator = stream_seed, stream
 
 
 # Streams of randomness, one per use, so that no use shifts another's draws.

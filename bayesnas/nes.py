@@ -28,7 +28,6 @@ parameter counts of every arm, and the search time.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
+from bayesnas.config_checks import check_bools, check_dataset, check_integers, check_numbers
 from bayesnas.data.tensors import TensorData, load_tensors
 from bayesnas.epochs import run_epochs
 from bayesnas.infer.variational import cosine_lr
@@ -110,11 +110,7 @@ class NesConfig:
 
     def validate(self) -> None:
         """Check every field; errors state the rule and the value."""
-        from bayesnas.data import available_datasets
-
-        if self.dataset not in available_datasets():
-            raise ValueError(f"Unknown dataset {self.dataset!r}. Known datasets: "
-                             f"{', '.join(available_datasets())}.")
+        check_dataset(self.dataset)
         for name, allowed in (("backbone", BACKBONES), ("resource", RESOURCES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {list(allowed)}, but got "
@@ -122,27 +118,13 @@ class NesConfig:
         unknown = [u for u in self.uniform if u not in UNIFORM]
         if unknown:
             raise ValueError(f"`uniform` takes baselines from {list(UNIFORM)}, but got {list(self.uniform)}.")
-        for name, low in (("seed", 0), ("outer_iterations", 1), ("arch_steps", 1), ("num_samples", 1),
-                          ("eval_batch_size", 2), ("batch_size", 2), ("retrain_epochs", 1),
-                          ("retrain_batch_size", 2)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"`{name}` must be an integer >= {low}, but got {name}={value!r}.")
-        for name in ("weight_steps", "max_train_images", "test_images"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"`{name}` must be None or an integer >= 1, but got {name}={value!r}.")
-        if not isinstance(self.adapt_sigma, bool):
-            raise ValueError(f"`adapt_sigma` must be a bool, but got adapt_sigma={self.adapt_sigma!r}.")
-        for name, strict in (("width_mult", True), ("budget", True), ("sigma", True), ("sigma_lr", True),
-                             ("rho", False),
-                             ("arch_lr", False), ("weight_lr", True), ("momentum", False),
-                             ("weight_decay", False), ("retrain_lr", True)):
-            value = getattr(self, name)
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-            if not ok or value < 0 or (strict and value == 0):
-                rule = "positive" if strict else ">= 0"
-                raise ValueError(f"`{name}` must be {rule}, but got {name}={value!r}.")
+        check_integers(self, {"seed": 0, "outer_iterations": 1, "arch_steps": 1, "num_samples": 1,
+                              "eval_batch_size": 2, "batch_size": 2, "retrain_epochs": 1,
+                              "retrain_batch_size": 2})
+        check_integers(self, {"weight_steps": 1, "max_train_images": 1, "test_images": 1}, optional=True)
+        check_bools(self, ("search_resolution", "search_depth", "adapt_sigma"))
+        check_numbers(self, positive=("width_mult", "budget", "sigma", "sigma_lr", "weight_lr", "retrain_lr"),
+                      nonnegative=("rho", "arch_lr", "momentum", "weight_decay"))
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"`eval_fraction` must lie in (0, 1), but got "
                              f"eval_fraction={self.eval_fraction!r}.")

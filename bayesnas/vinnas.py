@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from pyro import poutine
 
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
+from bayesnas.config_checks import check_dataset, check_integers
 from bayesnas.data.tensors import TensorData, load_tensors
 from bayesnas.epochs import run_epochs
 from bayesnas.runs import (
@@ -136,26 +137,17 @@ class VinnasConfig:
 
     def validate(self) -> None:
         """Check every field; errors state the rule and the value."""
-        from bayesnas.data import available_datasets
         from bayesnas.nn.vinnas_cells import LAYOUTS, parse_cells
 
-        if self.dataset not in available_datasets():
-            raise ValueError(f"Unknown dataset {self.dataset!r}. Known datasets: "
-                             f"{', '.join(available_datasets())}.")
+        check_dataset(self.dataset)
         if self.layout not in LAYOUTS:
             raise ValueError(f"`layout` must be one of {sorted(LAYOUTS)} (vinnas2020 §V-A), but got "
                              f"layout={self.layout!r}.")
-        for name, low in (("seed", 0), ("channels", 2), ("batch_size", 1), ("epochs", 1),
-                          ("warmup_epochs", 0), ("retrain_epochs", 1), ("retrain_batch_size", 1),
-                          ("random_architectures", 0), ("eval_batch_size", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"`{name}` must be an integer >= {low}, but got {name}={value!r}.")
-        for name, low in (("gamma_start", 0), ("gamma_end", 0), ("retrain_channels", 2),
-                          ("max_train_images", 2), ("test_images", 1)):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-                raise ValueError(f"`{name}` must be None or an integer >= {low}, but got {name}={value!r}.")
+        check_integers(self, {"seed": 0, "channels": 2, "batch_size": 1, "epochs": 1, "warmup_epochs": 0,
+                              "retrain_epochs": 1, "retrain_batch_size": 1, "random_architectures": 0,
+                              "eval_batch_size": 1})
+        check_integers(self, {"gamma_start": 0, "gamma_end": 0, "retrain_channels": 2, "max_train_images": 2,
+                              "test_images": 1}, optional=True)
         if self.warmup_epochs >= self.epochs:
             raise ValueError("The α steps need epochs after the warm-up: `warmup_epochs < epochs` must "
                              f"hold, but got (warmup_epochs={self.warmup_epochs}, epochs={self.epochs}).")

@@ -118,7 +118,7 @@ def test_uniform_baseline_is_the_closest_scaled_backbone_to_the_budget(data):
 
 @pytest.mark.parametrize(("changes", "message"), [
     (dict(backbone="vgg"), r"`backbone` must be one of \['mobilenetv2', 'resnet'\], but got backbone='vgg'"),
-    (dict(budget=0), "`budget` must be positive, but got budget=0"),
+    (dict(budget=0), "`budget` must be a finite number > 0, but got budget=0"),
     (dict(uniform=("depth",)), r"`uniform` takes baselines from"),
     (dict(num_samples=0), "`num_samples` must be an integer >= 1, but got num_samples=0"),
     (dict(eval_fraction=1.0), r"`eval_fraction` must lie in \(0, 1\), but got eval_fraction=1.0"),
