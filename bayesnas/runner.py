@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from bayesnas import distributed
 from bayesnas.analysis import Posterior, PosteriorHistory, convergence_stats, model_averaging
 from bayesnas.analysis.calibration import classification_metrics
 from bayesnas.analysis.history import HISTORY_FILE
@@ -169,7 +170,18 @@ class SearchRun:
         config.validate()
         self.config = config
         self.out = Path(out)
+        # Under torchrun: one process per device, the weights in DDP, losses averaged before
+        # ranking, files written by rank 0 (bayesnas.distributed).
+        self.dist = distributed.setup(config.device)
         self.device = torch.device(config.device)
+        if self.dist.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        if self.dist.distributed:
+            self.dist.shard_size(config.batch_size)  # the global batch splits evenly, or an error
+            if not config.same_batch:
+                raise ValueError("Several processes share each global mini-batch (eq. 4); eq. (5)'s λ "
+                                 "disjoint parts are not split across them: use same_batch=True, but got "
+                                 "same_batch=False.")
         torch.manual_seed(config.seed)
         self.space = get_space(config.space)
         self.data = load_dataset(
@@ -195,6 +207,11 @@ class SearchRun:
         self.sites = discover_sites(self.model, example.to(self.device))
         self.guide = self._make_guide().to(self.device)
         self.loss = self._make_loss()
+        if isinstance(self.loss, RankingNaturalGradientLoss) and self.dist.distributed:
+            self.loss.reduce = self.dist.mean
+        # The weights the search trains through (DDP with several processes); ``self.model``
+        # stays the plain module for evaluation, checkpoints and the space's own methods.
+        self.train_model = self.dist.wrap(self.model, self.device)
         self.weight_optimizer = torch.optim.SGD(
             self.model.parameters(),
             lr=config.lr,
@@ -226,12 +243,12 @@ class SearchRun:
                     f"Half of the training data (D_θ, {len(self.train_halves[1])} examples) must hold "
                     f"at least one mini-batch, but got batch_size={config.batch_size}.")
             self.search: Any = AlternatingArchitectureSearch(
-                self.model, self.guide, self.loss, weight_optimizer=self.weight_optimizer,
+                self.train_model, self.guide, self.loss, weight_optimizer=self.weight_optimizer,
                 arch_optimizers=self.arch_optimizers, generator=self.generator,
                 clip_norm=config.clip_norm)
         else:
             self.search = ArchitectureSearch(
-                self.model,
+                self.train_model,
                 self.guide,
                 self.loss,
                 weight_optimizer=self.weight_optimizer,
@@ -416,13 +433,14 @@ class SearchRun:
         holes = torch.Generator().manual_seed(seed + 99_991)  # per epoch: a resumed run repeats
         for x, y in bar:
             if c.cutout:  # the weights' data only: θ is ranked on whole images
-                x = cutout(x, c.cutout, generator=holes)
+                x = cutout(x, c.cutout, generator=holes)  # on the global batch: any process count alike
+            x, y = self.dist.shard(x, y)
             if theta_batches is None:
                 metrics = self.search.step(_flat(x, flat), y)
             else:
-                tx, ty = next(theta_batches)
+                tx, ty = self.dist.shard(*next(theta_batches))
                 metrics = self.search.step((_flat(x, flat), y), (_flat(tx, flat), ty))
-            loss = float(metrics["loss"])
+            loss = float(self.dist.mean(metrics["loss"].detach()))
             if not math.isfinite(loss):
                 raise FloatingPointError(f"The training loss became {loss} in epoch {self.epoch + 1}.")
             total += loss
@@ -431,30 +449,38 @@ class SearchRun:
         return total / max(count, 1)
 
     def run(self, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+        """Train the remaining epochs and finish. With several processes every rank trains;
+        rank 0 alone evaluates, logs, checkpoints and writes the results (the others return
+        ``{}``)."""
         ckpt = self.out / "checkpoint.pt"
+        main = self.dist.is_main
         if resume:
             self.load_state_dict(load_checkpoint(ckpt))
-            self.metrics.truncate_after(self.epoch)
-            self.history.truncate_after(self.epoch)
+            if main:
+                self.metrics.truncate_after(self.epoch)
+                self.history.truncate_after(self.epoch)
         else:
             if ckpt.exists():
                 raise FileExistsError(
                     f"{self.out} already holds a run; continue it with --resume {self.out} "
                     "or choose another --out."
                 )
-            self.out.mkdir(parents=True, exist_ok=True)
-            write_json(self.out / "config.json", dataclasses.asdict(self.config))
-            self.metrics.truncate_after(0)
-            self.history.truncate_after(-1)
-            self.history.append_posterior(epoch=0, iteration=0, posterior=self.posterior())
-        tensorboard = self._tensorboard()
+            if main:
+                self.out.mkdir(parents=True, exist_ok=True)
+                write_json(self.out / "config.json", dataclasses.asdict(self.config))
+                self.metrics.truncate_after(0)
+                self.history.truncate_after(-1)
+                self.history.append_posterior(epoch=0, iteration=0, posterior=self.posterior())
+        tensorboard = self._tensorboard() if main else None
         c = self.config
         epochs = tqdm(range(self.epoch, c.epochs), total=c.epochs, initial=self.epoch,
-                      disable=not progress, desc=f"{c.space}/{c.method}")
+                      disable=not (progress and main), desc=f"{c.space}/{c.method}")
         for _ in epochs:
             start = time.perf_counter()
-            train_loss = self.train_epoch(progress)
+            train_loss = self.train_epoch(progress and main)
             self.epoch += 1
+            if not main:
+                continue
             posterior = self.posterior()
             row = {
                 "epoch": self.epoch,
@@ -475,7 +501,9 @@ class SearchRun:
             epochs.set_postfix(loss=f"{train_loss:.3f}", test_err=f"{row['test_error']:.4f}")
         if tensorboard is not None:
             tensorboard.close()
-        return self.finish()
+        results = self.finish() if main else {}
+        self.dist.barrier()  # every process leaves once rank 0 has written the results
+        return results
 
     def _tensorboard(self) -> Any:
         if not self.config.tensorboard:

@@ -138,6 +138,9 @@ class RankingNaturalGradientLoss(ExpectedLoss):
         penalty: ε₀, the complexity-penalty coefficient (saito2018); 0 disables it.
         costs: ``site name -> c`` complexity coefficients (same shape as the site's θ), needed
             when ``penalty != 0``.
+        reduce: applied to the λ losses before they are ranked; a data-parallel run passes the
+            mean over its processes (:meth:`bayesnas.distributed.Context.mean`), so that every
+            process ranks the losses of the whole global batch alike.
     """
 
     min_samples = 2
@@ -149,8 +152,10 @@ class RankingNaturalGradientLoss(ExpectedLoss):
         same_batch: bool = True,
         penalty: float = 0.0,
         costs: Mapping[str, Any] | None = None,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__(num_samples=num_samples, same_batch=same_batch)
+        self.reduce = reduce
         self.penalty = float(penalty)
         dtype = torch.get_default_dtype()
         self.costs = {k: torch.as_tensor(v, dtype=dtype) for k, v in (costs or {}).items()}
@@ -190,6 +195,8 @@ class RankingNaturalGradientLoss(ExpectedLoss):
         precondition."""
         if not self._checked_sites:
             self._check_costs(guide)
+        if self.reduce is not None:
+            losses = self.reduce(losses.detach())
         utility = ranking_utility(losses)
         surrogate = -(utility * guide_log_prob(guide_trace)).mean()
         if self.epsilon:
