@@ -24,6 +24,7 @@ processes. Backend: NCCL with CUDA, Gloo on the CPU (:func:`setup`).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,23 @@ class Context:
         total = value.detach().clone()
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
         return total / self.world_size
+
+    def average_gradients(self, params: Iterable[torch.Tensor]) -> None:
+        """Replace each gradient by its mean over the ranks (one all-reduce of one flat
+        buffer), what DDP does during the backward pass; for parameters that live outside a
+        module's forward, e.g. a guide's (variational weights, op strengths α)."""
+        if not self.distributed:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= self.world_size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
 
     def barrier(self) -> None:
         if self.distributed:

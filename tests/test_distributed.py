@@ -123,3 +123,116 @@ def test_a_global_batch_is_split_evenly_or_refused():
                                          "batch_size=7 with 2 processes"):
         ctx.shard(torch.arange(7))
     assert Context().shard(x)[0] is x and Context().mean(x) is x
+
+
+# -- the categorical, variational and NES families, at the level of their search drivers ------------
+
+def _toy_batches(steps: int, size: int, seed: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(steps * size, 4, generator=g)
+    y = (x @ torch.randn(4, 3, generator=g)).argmax(-1)
+    return [(x[i * size : (i + 1) * size], y[i * size : (i + 1) * size]) for i in range(steps)]
+
+
+class _CategoricalToy(torch.nn.Module):
+    """One categorical site picks one of three linear classifiers."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = torch.nn.ModuleList([torch.nn.Linear(4, 3) for _ in range(3)])
+
+    def forward(self, x, y=None):
+        from bayesnas import sites
+
+        choice = sites.categorical("op", 3)
+        logits = torch.stack([self.ops[int(c)](x) for c in choice.reshape(-1)])
+        sites.classification_likelihood(logits, None if y is None else y.expand(len(logits), -1))
+        return logits
+
+
+def _family_trajectory(family: str, ctx: Context) -> dict:
+    """Eight steps of the family's driver on global batches of 16, sharded by ``ctx``; the
+    distribution's parameters after every step and the final weights."""
+    torch.manual_seed(0)
+    batches = [ctx.shard(x, y) for x, y in _toy_batches(8, 16)]
+    trace = []
+    if family == "categorical":
+        from bayesnas.guides import CategoricalGuide
+
+        from bayesnas.infer import ArchitectureSearch, RankingNaturalGradientLoss
+        from bayesnas.sites import discover_sites
+
+        model = _CategoricalToy()
+        guide = CategoricalGuide(discover_sites(model, batches[0][0]))
+        search = ArchitectureSearch(ctx.wrap(model, torch.device("cpu")), guide,
+                                    RankingNaturalGradientLoss(num_samples=4, reduce=ctx.mean),
+                                    weight_optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                                    arch_optimizers=guide.make_optimizers(lr=0.2, theta_min=0.05),
+                                    generator=torch.Generator().manual_seed(0))
+        for x, y in batches:
+            search.step(x, y)
+            trace.append(torch.cat([t.detach().reshape(-1).clone() for t in guide.thetas]))
+        weights = model.state_dict()
+    elif family == "nes":  # a tiny weight-sharing ResNet on 8×8 images, channels searched
+        from bayesnas.guides import GaussianGuide
+        from bayesnas.models.width_space import WidthSearchSpace
+
+        from bayesnas.infer import NESArchitectureSearch, NESLoss
+        from bayesnas.nn.width_backbones import ResNetSupernet
+        from bayesnas.sites import discover_sites
+
+        g = torch.Generator().manual_seed(5)
+        images = [ctx.shard(torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 3, (16,), generator=g))
+                  for _ in range(8)]
+        space = WidthSearchSpace(ResNetSupernet(in_channels=1, num_classes=3, width_mult=0.25, resolution=8))
+        guide = GaussianGuide(discover_sites(space, images[0][0]))
+        search = NESArchitectureSearch(space, guide, NESLoss(num_samples=4, reduce=ctx.mean),
+                                       weight_optimizer=torch.optim.SGD(space.parameters(), lr=0.1),
+                                       arch_optimizer=guide.make_optimizers()[0],
+                                       generator=torch.Generator().manual_seed(0), total_arch_steps=8,
+                                       grad_reduce=ctx.average_gradients)
+        for x, y in images:
+            search.weight_step((x, y))
+            search.arch_step((x, y))
+            trace.append(torch.cat([t.detach().reshape(-1).clone() for t in guide.thetas]))
+        weights = space.state_dict()
+    else:  # variational: the toy supergraph of test_variational, weights sampled (no LRT noise)
+        from tests.test_variational import make_search
+
+        search = make_search(0, lrt=False, warmup_epochs=0, grad_reduce=ctx.average_gradients)
+        for s, (x, y) in enumerate(batches):
+            search.step((x, y), (x, y), epoch=s // 2)
+            trace.append(torch.cat([p.detach().reshape(-1).clone() for p in search.arch_parameters]))
+        weights = {str(i): p.detach().clone() for i, p in enumerate(search.weight_parameters)}
+    return {"trace": torch.stack(trace), "weights": {k: v.clone() for k, v in weights.items()}}
+
+
+def _family_worker(rank: int, world: int, port: int, family: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from bayesnas.distributed import setup
+
+    ctx = setup("cpu")
+    torch.save(_family_trajectory(family, ctx), Path(out) / f"{family}_rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("family", ["categorical", "variational", "nes"])
+def test_family_in_two_processes_is_one_process_with_the_global_batch(family, tmp_path):
+    """Every family keeps its distribution identical on every rank; the categorical and the
+    variational ones (no BatchNorm) also follow the one-process run on the global batch. The
+    NES backbone's BatchNorm normalises by each rank's shard (no SyncBatchNorm on the CPU), so
+    there only the ranks' agreement is exact."""
+    mp.spawn(_family_worker, args=(2, _free_port(), family, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"{family}_rank{r}.pt", weights_only=False) for r in range(2))
+    assert torch.equal(r0["trace"], r1["trace"])  # θ / q(α): bit-identical on both ranks, every step
+    for k in r0["weights"]:
+        assert torch.equal(r0["weights"][k], r1["weights"][k]), k
+    if family == "nes":
+        return  # its BatchNorm normalises each rank's shard: one process differs (see the note below)
+    one = _family_trajectory(family, Context())
+    assert not torch.equal(one["trace"][0], one["trace"][-1])  # the distribution moved
+    torch.testing.assert_close(r0["trace"], one["trace"], rtol=1e-5, atol=1e-6)
+    for k, v in one["weights"].items():
+        torch.testing.assert_close(r0["weights"][k], v, rtol=1e-5, atol=1e-6)

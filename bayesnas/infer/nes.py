@@ -70,10 +70,15 @@ class NESLoss:
         resource: ``site → (S, *shape)`` integer values ↦ R, shape ``(S,)``; ``None``: no budget.
         target: R_t.
         rho: ρ ≥ 0.
+        reduce: applied to the classification losses of the M + 1 architectures before they
+            are compared; a data-parallel run passes the mean over its processes
+            (:meth:`bayesnas.distributed.Context.mean`), so every process computes the same
+            utilities and the same step of μ.
     """
 
     def __init__(self, *, num_samples: int = 100, resource: Resource | None = None,
-                 target: float | None = None, rho: float = 0.0) -> None:
+                 target: float | None = None, rho: float = 0.0,
+                 reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"`num_samples` (M) must be an integer >= 1, but got "
                              f"num_samples={num_samples!r}.")
@@ -86,6 +91,7 @@ class NESLoss:
             raise ValueError(f"ρ={self.rho} weighs a resource penalty: pass `resource` and `target`.")
         self.resource = resource
         self.target = None if target is None else _check_number("target", target)
+        self.reduce = reduce
 
     def penalty(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
         """ρ (R − R_t)² per architecture, shape ``(S,)`` (``None`` without a budget)."""
@@ -106,6 +112,8 @@ class NESLoss:
         with torch.no_grad(), frozen_batchnorm_statistics(module), arch_plate(num_arch):
             trace = poutine.trace(poutine.condition(model, data=conditioned)).get_trace(*args, **kwargs)
         losses = per_architecture_loss(trace).detach()
+        if self.reduce is not None:
+            losses = self.reduce(losses)
         penalty = self.penalty(values)
         return losses if penalty is None else losses + penalty.to(losses.device)
 
@@ -167,12 +175,16 @@ class NESArchitectureSearch:
         sigma, lr: σ (grid steps) and α at the start (app. B: 1.25 and 5).
         weight_samples: architectures per weight step (eq. 8 draws one).
         clip_norm: clip the weights' gradient norm (``None``: no clipping).
+        grad_reduce: called on the weights after each backward pass, before clipping; a
+            data-parallel run passes :meth:`bayesnas.distributed.Context.average_gradients`
+            (or wraps the model in DDP instead).
     """
 
     def __init__(self, model: Callable[..., Any], guide: Any, loss: NESLoss, *,
                  weight_optimizer: torch.optim.Optimizer, arch_optimizer: torch.optim.Optimizer | None,
                  generator: torch.Generator, total_arch_steps: int, sigma: float = 1.25, lr: float = 5.0,
-                 weight_samples: int = 1, clip_norm: float | None = None) -> None:
+                 weight_samples: int = 1, clip_norm: float | None = None,
+                 grad_reduce: Callable[[Sequence[torch.Tensor]], None] | None = None) -> None:
         for name, value in (("total_arch_steps", total_arch_steps), ("weight_samples", weight_samples)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an integer >= 1, but got {name}={value!r}.")
@@ -184,6 +196,7 @@ class NESArchitectureSearch:
         self.lr0 = _check_number("lr", lr)
         self.weight_samples = weight_samples
         self.clip_norm = None if clip_norm is None else _check_number("clip_norm", clip_norm, strict=True)
+        self.grad_reduce = grad_reduce
         self.arch_steps = 0
         self.set_schedules(0)
 
@@ -214,8 +227,10 @@ class NESArchitectureSearch:
             trace = poutine.trace(poutine.condition(self.model, data=conditioned)).get_trace(*batch)
         loss = per_architecture_loss(trace).mean()
         loss.backward()
+        params = [p for group in self.weight_optimizer.param_groups for p in group["params"]]
+        if self.grad_reduce is not None:
+            self.grad_reduce(params)
         if self.clip_norm is not None:
-            params = [p for group in self.weight_optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.clip_norm)
         self.weight_optimizer.step()
         return float(loss.detach())

@@ -333,6 +333,10 @@ class VariationalArchitectureSearch:
             model's ``parameters()`` when it is an ``nn.Module``.
         clip_norm: clip the gradient norm of the W step (``None``: no clipping).
         lrt: run under the local reparameterization handler.
+        grad_reduce: called on each stage's parameters after its backward pass, before
+            clipping and the Adam step; a data-parallel run passes
+            :meth:`bayesnas.distributed.Context.average_gradients`, so that every process
+            takes the step of the whole global batch and q(w), q(α) stay identical on all.
     """
 
     def __init__(
@@ -353,6 +357,7 @@ class VariationalArchitectureSearch:
         params: Iterable[nn.Parameter] | None = None,
         clip_norm: float | None = None,
         lrt: bool = True,
+        grad_reduce: Callable[[Sequence[torch.Tensor]], None] | None = None,
     ) -> None:
         if not isinstance(arch_guide, NormalGuide):
             raise TypeError(f"`arch_guide` must be a NormalGuide (q(α) of eq. 5), but got {arch_guide!r}.")
@@ -389,6 +394,7 @@ class VariationalArchitectureSearch:
         self.min_weight_lr = min_weight_lr
         self.clip_norm = clip_norm
         self.lrt = lrt
+        self.grad_reduce = grad_reduce
         if params is None:
             params = model.parameters() if isinstance(model, nn.Module) else ()
         self.params = [p for p in params if p.requires_grad]
@@ -442,6 +448,8 @@ class VariationalArchitectureSearch:
             self.weight_optimizer.zero_grad(set_to_none=True)
             loss = self._loss(batch)
             loss.backward(inputs=self.weight_parameters)
+            if self.grad_reduce is not None:
+                self.grad_reduce(self.weight_parameters)
             if self.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(self.weight_parameters, self.clip_norm)
             self.weight_optimizer.step()
@@ -463,6 +471,8 @@ class VariationalArchitectureSearch:
             self.arch_optimizer.zero_grad(set_to_none=True)
             loss = self._loss(batch)
             loss.backward(inputs=self.arch_parameters)
+            if self.grad_reduce is not None:
+                self.grad_reduce(self.arch_parameters)
             self.arch_optimizer.step()
         return float(loss.detach())
 
