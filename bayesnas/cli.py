@@ -36,7 +36,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
                    help="with --method fixed: the value of every bit (1 = on / ReLU, 0 = off / tanh)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="N per architecture")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="N per architecture (under torchrun: the global mini-batch, split over processes)")
     p.add_argument("--lam", type=int, default=d.num_samples, help="λ, architectures per step")
     p.add_argument("--different-batches", action="store_true",
                    help="eq. (5): cut each mini-batch into λ parts instead of sharing it (eq. 4)")
