@@ -24,6 +24,7 @@ def run_epochs(
     desc: str,
     history: Any = None,
     posterior: Any = None,
+    main: bool = True,
 ) -> None:
     """Epochs ``[start, total)`` of ``run_epoch(epoch) -> metrics row``, logged to
     ``phase/metrics.jsonl`` and checkpointed atomically (``phase/checkpoint.pt``: ``state()`` and
@@ -31,7 +32,8 @@ def run_epochs(
     logs are cut back to it, so a killed run resumes exactly. A row needs a finite ``"loss"``.
     With ``history`` (a :class:`~bayesnas.analysis.history.PosteriorHistory`), ``posterior``'s
     snapshot at the start (epoch 0) and after every epoch is appended to it (a row then needs an
-    ``"iteration"``).
+    ``"iteration"``). ``main=False`` (a data-parallel rank other than 0) trains alike but writes
+    nothing: it only reads the checkpoint to resume.
     """
     ckpt = phase / "checkpoint.pt"
     log = MetricsLog(phase / "metrics.jsonl")
@@ -40,6 +42,10 @@ def run_epochs(
         saved = load_checkpoint(ckpt)
         load(saved)
         start = int(saved["epoch"])
+    if not main:
+        for epoch in range(start, total):
+            run_epoch(epoch)
+        return
     log.truncate_after(start)
     if history is not None:
         # A resumed run's history is cut back to its checkpoint; a fresh one starts at epoch 0.

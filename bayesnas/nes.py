@@ -28,6 +28,7 @@ parameter counts of every arm, and the search time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bayesnas import distributed
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.config_checks import check_bools, check_dataset, check_integers, check_numbers
 from bayesnas.data.tensors import TensorData, load_tensors
@@ -185,7 +187,14 @@ class NesRun:
     def __init__(self, config: NesConfig, out: str | Path, *, data: TensorData | None = None) -> None:
         config.validate()
         self.config, self.out = config, Path(out)
+        # Under torchrun: the global batches split over the processes, the losses of H's
+        # perturbations and the weights' gradients averaged, files written by rank 0.
+        self.dist = distributed.setup(config.device)
         self.device = torch.device(config.device)
+        if self.dist.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        for name in ("batch_size", "eval_batch_size", "retrain_batch_size"):
+            self.dist.shard_size(getattr(config, name))  # splits evenly, or an error
         self.data = data if data is not None else load_tensors(config.dataset, data_dir=config.data_dir,
                                                                download=config.download)
         self.x_train, self.y_train, self.x_test, self.y_test = self.data.subset(
@@ -225,14 +234,14 @@ class NesRun:
         if cached is not None:
             return cached
         path = self.out / "latency_table.json"
-        if path.exists():
-            table = LatencyTable.load(path)
-        else:
+        if not path.exists() and self.dist.is_main:  # one table for every rank: rank 0 measures
             table = LatencyTable()
             ref = self.reference
             for h in (ref.base_hparams(), ref.min_hparams(), ref.max_hparams()):
                 table.measure(ref.layers(h), device=str(self.device), batch_size=1)
             table.save(path)
+        self.dist.barrier()
+        table = LatencyTable.load(path)
         self._table = table
         return table
 
@@ -255,7 +264,8 @@ class NesRun:
             return torch.tensor([self.cost(a, backbone) / self.target for a in space.architectures(values)],
                                 dtype=torch.get_default_dtype())
 
-        loss = NESLoss(num_samples=c.num_samples, resource=resource, target=1.0, rho=c.rho)
+        loss = NESLoss(num_samples=c.num_samples, resource=resource, target=1.0, rho=c.rho,
+                       reduce=self.dist.mean)
         weight_opt = torch.optim.SGD(backbone.parameters(), lr=c.weight_lr, momentum=c.momentum,
                                      weight_decay=c.weight_decay)
         (arch_opt,) = guide.make_optimizers(lr=c.arch_lr, sigma_lr=c.sigma_lr)
@@ -263,7 +273,7 @@ class NesRun:
         self.search = NESArchitectureSearch(
             space, guide, loss, weight_optimizer=weight_opt, arch_optimizer=arch_opt,
             generator=stream(c.seed, _ARCH), total_arch_steps=c.outer_iterations * c.arch_steps,
-            sigma=c.sigma, lr=c.arch_lr, clip_norm=5.0)
+            sigma=c.sigma, lr=c.arch_lr, clip_norm=5.0, grad_reduce=self.dist.average_gradients)
         self.weight_steps = c.weight_steps or max(1, len(self.train_index) // c.batch_size)
 
     def _batches(self, index: torch.Tensor, size: int, stream_id: int, epoch: int, count: int) -> list:
@@ -275,7 +285,7 @@ class NesRun:
             if len(order) < size:
                 order = torch.cat([order, torch.randperm(len(index), generator=generator)])
             rows, order = index[order[:size].to(self.device)], order[size:]
-            out.append((self.x_train[rows], self.y_train[rows]))
+            out.append(self.dist.shard(self.x_train[rows], self.y_train[rows]))  # this rank's share
         return out
 
     def search_epoch(self, epoch: int) -> dict[str, Any]:
@@ -300,12 +310,15 @@ class NesRun:
 
         self.build_search()
         history = PosteriorHistory(self.out / HISTORY_FILE)
+        main = self.dist.is_main
         run_epochs(self.out / "search", self.config.outer_iterations, self.search_epoch,
-                   self.search.state_dict, self.search.load_state_dict, progress=progress, desc="search",
-                   history=history, posterior=self.guide)
-        write_json(self.out / "posterior.json", self.guide.summary())
-        arch = tensors_to_architecture(self.guide.mode())
-        write_json(self.out / "architecture.json", arch)  # last: its presence marks the search done
+                   self.search.state_dict, self.search.load_state_dict, progress=progress and main,
+                   desc="search", history=history, posterior=self.guide, main=main)
+        arch = tensors_to_architecture(self.guide.mode())  # the same on every rank
+        if main:
+            write_json(self.out / "posterior.json", self.guide.summary())
+            write_json(self.out / "architecture.json", arch)  # last: its presence marks the search done
+        self.dist.barrier()
         return arch
 
     # -- phases 3-4: re-training ------------------------------------------------------------------
@@ -320,6 +333,7 @@ class NesRun:
             return read_json(done)
         torch.manual_seed(stream_seed(c.seed, _RETRAIN_INIT))  # one initialisation seed for every arm
         net = backbone.build(dict(hparams)).to(self.device)
+        trained = self.dist.wrap(net, self.device)  # DDP with several processes
         opt = torch.optim.SGD(net.parameters(), lr=c.retrain_lr, momentum=c.momentum,
                               weight_decay=c.weight_decay)
         n, bs = len(self.x_train), c.retrain_batch_size
@@ -335,9 +349,10 @@ class NesRun:
             net.train()
             losses = []
             for s in range(n // bs):
-                idx = order[s * bs : (s + 1) * bs]
+                x, y = self.dist.shard(self.x_train[order[s * bs : (s + 1) * bs]],
+                                       self.y_train[order[s * bs : (s + 1) * bs]])
                 opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(net(self.x_train[idx]), self.y_train[idx])
+                loss = F.cross_entropy(trained(x), y)
                 loss.backward()
                 opt.step()
                 losses.append(float(loss.detach()))
@@ -350,14 +365,17 @@ class NesRun:
             net.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
 
-        run_epochs(phase, c.retrain_epochs, run_epoch, state, load, progress=progress,
-                   desc=f"re-train {name}")
+        main = self.dist.is_main
+        run_epochs(phase, c.retrain_epochs, run_epoch, state, load, progress=progress and main,
+                   desc=f"re-train {name}", main=main)
+        self.dist.barrier()  # rank 0's logs are complete
         error = test_error(net, self.x_test, self.y_test)
         cost = self.cost(hparams, backbone)
         result = {"test_error": error, "test_accuracy": 1.0 - error, "hparams": dict(hparams),
                   "resource": cost, "resource_ratio": cost / self.target,
                   "num_params": sum(p.numel() for p in net.parameters()), "seconds": training_seconds(phase)}
-        write_json(done, result)
+        if main:
+            write_json(done, result)
         return result
 
     def run(self, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -366,9 +384,12 @@ class NesRun:
         if not resume and config_path.exists():
             raise FileExistsError(f"{self.out} already holds a run; continue it with resume=True "
                                   "(--resume) or choose another output directory.")
-        self.out.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            write_json(config_path, self.config.to_dict())
+        main = self.dist.is_main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if not resume:
+                write_json(config_path, self.config.to_dict())
+        self.dist.barrier()
         c, d = self.config, self.data
         if (self.out / "architecture.json").exists():
             arch = read_json(self.out / "architecture.json")
@@ -379,11 +400,14 @@ class NesRun:
         uniform = {}
         for kind in c.uniform:
             path = self.out / f"uniform-{kind}.json"
-            if not path.exists():
-                cost = lambda h: self.cost(h, self.reference)  # noqa: E731
-                write_json(path, uniform_architecture(self.reference, kind, cost, self.target))
-            uniform[kind] = self.retrain(f"uniform-{kind}", read_json(path), self.reference,
-                                         progress=progress)
+            if path.exists():
+                h = read_json(path)
+            else:
+                cost = functools.partial(self.cost, backbone=self.reference)
+                h = uniform_architecture(self.reference, kind, cost, self.target)
+                if main:
+                    write_json(path, h)
+            uniform[kind] = self.retrain(f"uniform-{kind}", h, self.reference, progress=progress)
         results = {
             "dataset": d.name, "backbone": c.backbone, "seed": c.seed, "resource": c.resource,
             "budget": c.budget, "base_resource": self.base_cost, "target_resource": self.target,
@@ -392,7 +416,9 @@ class NesRun:
             "train_images": len(self.x_train), "test_images": len(self.x_test),
             "searched": searched, "uniform": uniform, "search_seconds": training_seconds(self.out / "search"),
         }
-        write_json(self.out / "results.json", results)
+        if main:
+            write_json(self.out / "results.json", results)
+        self.dist.barrier()
         return results
 
 

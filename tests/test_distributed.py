@@ -236,3 +236,32 @@ def test_family_in_two_processes_is_one_process_with_the_global_batch(family, tm
     torch.testing.assert_close(r0["trace"], one["trace"], rtol=1e-5, atol=1e-6)
     for k, v in one["weights"].items():
         torch.testing.assert_close(r0["weights"][k], v, rtol=1e-5, atol=1e-6)
+
+
+def _nes_worker(rank: int, world: int, port: int, out: str, record: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from bayesnas.nes import run_nes
+    from tests.test_nes_run import _config
+
+    results = run_nes(_config(), out=out, progress=False)
+    torch.save(results, Path(record) / f"nes_rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_a_nes_run_under_two_processes_agrees_on_every_rank_and_writes_once(tmp_path):
+    """`run_nes` launched as torchrun would: one architecture and one set of results on both
+    ranks, the run directory written by rank 0 alone."""
+    out, record = tmp_path / "run", tmp_path / "record"
+    record.mkdir()
+    mp.spawn(_nes_worker, args=(2, _free_port(), str(out), str(record)), nprocs=2, join=True)
+    r0, r1 = (torch.load(record / f"nes_rank{r}.pt", weights_only=False) for r in range(2))
+    assert r0["searched"]["hparams"] == r1["searched"]["hparams"]
+    assert r0["searched"]["test_error"] == r1["searched"]["test_error"]
+    assert r0["uniform"]["channel"]["test_error"] == r1["uniform"]["channel"]["test_error"]
+    import json
+
+    assert json.loads((out / "results.json").read_text())["searched"]["hparams"] == r0["searched"]["hparams"]
+    rows = (out / "search" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 3  # one writer: one row per outer iteration
