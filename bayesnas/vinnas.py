@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from pyro import poutine
 
+from bayesnas import distributed
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.config_checks import check_dataset, check_integers
 from bayesnas.data.tensors import TensorData, load_tensors
@@ -231,7 +232,14 @@ class VinnasRun:
         config.validate()
         self.config = config
         self.out = Path(out)
+        # Under torchrun: global batches split over the processes, the gradients of q(w), q(α)
+        # and the re-trained weights averaged, files written by rank 0 (bayesnas.distributed).
+        self.dist = distributed.setup(config.device)
         self.device = torch.device(config.device)
+        if self.dist.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        for name in ("batch_size", "retrain_batch_size"):
+            self.dist.shard_size(getattr(config, name))  # splits evenly, or an error
         self.data = data if data is not None else load_data(config.dataset, data_dir=config.data_dir,
                                                             download=config.download)
         self.x_train, self.y_train, self.x_test, self.y_test = self.data.subset(
@@ -246,8 +254,16 @@ class VinnasRun:
               progress: bool, desc: str, posterior: Any = None) -> None:
         """:func:`bayesnas.epochs.run_epochs` with this run's posterior history."""
         history = PosteriorHistory(self.out / HISTORY_FILE) if posterior is not None else None
-        run_epochs(phase, total, run_epoch, state, load, progress=progress, desc=desc, history=history,
-                   posterior=posterior)
+        main = self.dist.is_main
+        run_epochs(phase, total, run_epoch, state, load, progress=progress and main, desc=desc,
+                   history=history, posterior=posterior, main=main)
+        self.dist.barrier()  # rank 0's logs and checkpoint are complete
+
+    def _write(self, path: Path, data: Any) -> None:
+        """``path`` written by rank 0 (atomically), read by every rank after it."""
+        if self.dist.is_main:
+            write_json(path, data)
+        self.dist.barrier()
 
     # -- phase 1: search ---------------------------------------------------------------------
     def build_search(self) -> None:
@@ -287,7 +303,8 @@ class VinnasRun:
             warmup_epochs=c.warmup_epochs, gamma_weights=functools.partial(ramp, final=c.gamma_weights),
             gamma_arch=functools.partial(ramp, final=c.gamma_arch),
             gamma_entropy=functools.partial(ramp, final=c.gamma_entropy), weight_lr=c.weight_lr,
-            min_weight_lr=c.min_weight_lr, arch_lr=c.arch_lr, params=[], clip_norm=c.clip_norm)
+            min_weight_lr=c.min_weight_lr, arch_lr=c.arch_lr, params=[], clip_norm=c.clip_norm,
+            grad_reduce=self.dist.average_gradients)
 
     @torch.no_grad()
     def mean_logits(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -321,8 +338,9 @@ class VinnasRun:
         losses, arch_losses, metrics = [], [], {}
         for s in range(steps):
             wi, ai = w_order[s * bs : (s + 1) * bs], a_order[s * bs : (s + 1) * bs]
-            weight_batch = (self.x_train[wi], self.y_train[wi])
-            metrics = self.search.step(weight_batch, (self.x_train[ai], self.y_train[ai]), epoch=epoch)
+            weight_batch = self.dist.shard(self.x_train[wi], self.y_train[wi])  # this rank's share
+            alpha_batch = self.dist.shard(self.x_train[ai], self.y_train[ai])
+            metrics = self.search.step(weight_batch, alpha_batch, epoch=epoch)
             losses.append(metrics["loss"])
             if metrics["arch_loss"] is not None:
                 arch_losses.append(metrics["arch_loss"])
@@ -341,13 +359,13 @@ class VinnasRun:
                    self.search.load_state_dict, progress=progress, desc="search", posterior=self.arch_guide)
         self.search.restore_best()  # alg. 1 line 21: select from the α of the lowest validation error
         genotypes = {SELECTIONS[k]: self.space.genotype(self.arch_guide, criterion=k) for k in SELECTIONS}
-        write_json(self.out / "posterior.json", self.arch_guide.summary())
+        self._write(self.out / "posterior.json", self.arch_guide.summary())
         # "epoch" counts from 1 like metrics.jsonl: the α kept after that many epochs.
         best = {"epoch": self.search.best_epoch + 1, "val_error": self.search.best_error}
-        write_json(phase / "best.json", best)
+        self._write(phase / "best.json", best)
         # The magnitude file last: its presence marks the search done.
         for name, genotype in genotypes.items():
-            write_json(self.out / f"genotype_{name}.json", genotype)
+            self._write(self.out / f"genotype_{name}.json", genotype)
         return genotypes
 
     # -- phase 3-4: re-training ------------------------------------------------------------
@@ -390,12 +408,13 @@ class VinnasRun:
             for s in range(n // bs):
                 idx = order[s * bs : (s + 1) * bs]
                 opt.zero_grad(set_to_none=True)
-                x, y = self.x_train[idx], self.y_train[idx]
+                x, y = self.dist.shard(self.x_train[idx], self.y_train[idx])
                 if bayes is None:
                     loss = F.cross_entropy(net(x), y, label_smoothing=c.label_smoothing)
                 else:
                     loss = bayes.loss(x, y, gamma=gamma, label_smoothing=c.label_smoothing)
                 loss.backward()
+                self.dist.average_gradients(trained)
                 opt.step()
                 losses.append(float(loss.detach()))
             return {"iteration": (epoch + 1) * (n // bs), "loss": sum(losses) / len(losses), "lr": lr,
@@ -423,7 +442,7 @@ class VinnasRun:
         result = {"test_error": error, "test_accuracy": 1.0 - error, "num_params": num_params,
                   "nonzero_params": nonzero, "bayesian": bayes is not None, "genotype": genotype,
                   "seconds": training_seconds(phase)}
-        write_json(done, result)
+        self._write(done, result)
         return result
 
     @torch.no_grad()
@@ -451,9 +470,10 @@ class VinnasRun:
         if not resume and config_path.exists():
             raise FileExistsError(f"{self.out} already holds a run; continue it with resume=True "
                                   "(--resume) or choose another output directory.")
+        self.dist.barrier()  # every rank has looked before rank 0 writes
         self.out.mkdir(parents=True, exist_ok=True)
         if not resume:
-            write_json(config_path, self.config.to_dict())
+            self._write(config_path, self.config.to_dict())
         if not (self.out / "genotype_magnitude.json").exists():
             self.run_search(progress=progress)
         retrained = {name: self.retrain(name, self.out / f"genotype_{name}.json", progress=progress)
@@ -462,7 +482,7 @@ class VinnasRun:
         for r in range(self.config.random_architectures):
             path = self.out / f"genotype_random{r}.json"
             if not path.exists():
-                write_json(path, self.random_genotype(r))
+                self._write(path, self.random_genotype(r))
             random.append(self.retrain(f"random{r}", path, progress=progress))
         best = read_json(self.out / "search" / "best.json")
         results = {
@@ -480,7 +500,7 @@ class VinnasRun:
             "best_val_error": best["val_error"],
             "search_seconds": training_seconds(self.out / "search"),
         }
-        write_json(self.out / "results.json", results)
+        self._write(self.out / "results.json", results)
         return results
 
 

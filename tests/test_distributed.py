@@ -265,3 +265,26 @@ def test_a_nes_run_under_two_processes_agrees_on_every_rank_and_writes_once(tmp_
     assert json.loads((out / "results.json").read_text())["searched"]["hparams"] == r0["searched"]["hparams"]
     rows = (out / "search" / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 3  # one writer: one row per outer iteration
+
+
+def _vinnas_worker(rank: int, world: int, port: int, out: str, record: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from bayesnas.vinnas import run_vinnas
+    from tests.test_vinnas_run import _config
+
+    results = run_vinnas(_config(), out=out, progress=False)
+    torch.save(results, Path(record) / f"vinnas_rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_a_vinnas_run_under_two_processes_agrees_on_every_rank_and_writes_once(tmp_path):
+    out, record = tmp_path / "run", tmp_path / "record"
+    record.mkdir()
+    mp.spawn(_vinnas_worker, args=(2, _free_port(), str(out), str(record)), nprocs=2, join=True)
+    r0, r1 = (torch.load(record / f"vinnas_rank{r}.pt", weights_only=False) for r in range(2))
+    assert r0 == r1  # the same q(α), genotypes, re-trained networks and scores on both ranks
+    assert (out / "genotype_snr.json").exists() and (out / "results.json").exists()
+    rows = (out / "search" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 3  # one writer: one row per epoch
