@@ -50,6 +50,8 @@ __all__ = ["BACKBONES", "UNIFORM", "NesConfig", "NesRun", "run_nes", "uniform_ar
 
 BACKBONES = ("mobilenetv2", "resnet")
 RESOURCES = ("macs", "latency")
+#: where the search's H starts: the 1× backbone, or its uniform channel scaling to the budget.
+INITS = ("base", "uniform")
 #: the uniform-rescale baselines (nes2019 tables 1–2).
 UNIFORM = ("channel", "resolution", "channel+resolution")
 
@@ -72,6 +74,10 @@ class NesConfig:
     ``uniform``: the uniform-rescale baselines re-trained beside the searched architecture.
     ``adapt_sigma``: beyond nes2019, learn σ² per hyper-parameter by its natural gradient
     (step ``sigma_lr``) instead of the linear schedule (:class:`~bayesnas.guides.GaussianGuide`).
+    ``init``: where H starts — ``"base"``, the 1× backbone (nes2019 alg. 1 line 1), or
+    ``"uniform"``, the backbone with every channel count scaled by one multiplier to the budget
+    (the "channel" baseline), so that the search refines an architecture that already meets the
+    budget instead of first descending from one several times over it.
     """
 
     dataset: str = "digits"
@@ -89,6 +95,7 @@ class NesConfig:
     num_samples: int = 20
     sigma: float = 1.25
     adapt_sigma: bool = False
+    init: str = "base"
     sigma_lr: float = 0.1
     arch_lr: float = 5.0
     eval_fraction: float = 0.2
@@ -113,7 +120,7 @@ class NesConfig:
     def validate(self) -> None:
         """Check every field; errors state the rule and the value."""
         check_dataset(self.dataset)
-        for name, allowed in (("backbone", BACKBONES), ("resource", RESOURCES)):
+        for name, allowed in (("backbone", BACKBONES), ("resource", RESOURCES), ("init", INITS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {list(allowed)}, but got "
                                  f"{name}={getattr(self, name)!r}.")
@@ -257,7 +264,12 @@ class NesRun:
         torch.manual_seed(stream_seed(c.seed, _INIT))
         backbone = make_backbone(c, d.input_shape, d.num_classes).to(self.device)
         space = WidthSearchSpace(backbone)
-        guide = GaussianGuide(discover_sites(space, self.x_train[:2]), sigma=c.sigma,
+        init = None
+        if c.init == "uniform":
+            start = uniform_architecture(self.reference, "channel",
+                                         functools.partial(self.cost, backbone=self.reference), self.target)
+            init = {name: start[name] for name in backbone.hyperparameters()}
+        guide = GaussianGuide(discover_sites(space, self.x_train[:2]), init=init, sigma=c.sigma,
                               adapt_sigma=c.adapt_sigma).to(self.device)
 
         def resource(values: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -2,6 +2,7 @@
 same run as one process with the whole global batch, and resume with another process count."""
 
 import dataclasses
+import json
 import os
 import socket
 from pathlib import Path
@@ -18,6 +19,13 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _join(rank: int, world: int, port: int) -> None:
+    """The environment torchrun gives process ``rank`` of ``world`` (one thread each)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
 
 
 def _config(**changes):
@@ -60,8 +68,7 @@ def _traced_run(config: SearchConfig, out: Path, kill_after: int | None = None) 
 
 
 def _worker(rank: int, world: int, port: int, config: SearchConfig, out: str, kill_after) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
+    _join(rank, world, port)
     record = _traced_run(config, Path(out), kill_after)
     torch.save(record, Path(out) / f"trace_rank{rank}.pt")
     torch.distributed.destroy_process_group()
@@ -208,9 +215,7 @@ def _family_trajectory(family: str, ctx: Context) -> dict:
 
 
 def _family_worker(rank: int, world: int, port: int, family: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    _join(rank, world, port)
     from bayesnas.distributed import setup
 
     ctx = setup("cpu")
@@ -238,52 +243,41 @@ def test_family_in_two_processes_is_one_process_with_the_global_batch(family, tm
         torch.testing.assert_close(r0["weights"][k], v, rtol=1e-5, atol=1e-6)
 
 
-def _nes_worker(rank: int, world: int, port: int, out: str, record: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    from bayesnas.nes import run_nes
-    from tests.test_nes_run import _config
-
-    results = run_nes(_config(), out=out, progress=False)
-    torch.save(results, Path(record) / f"nes_rank{rank}.pt")
+def _run_worker(rank: int, world: int, port: int, driver: str, out: str, record: str) -> None:
+    """A whole ``run_nes`` or ``run_vinnas`` (the tiny configs of their tests) on one rank."""
+    _join(rank, world, port)
+    if driver == "nes":
+        from bayesnas.nes import run_nes as run
+        from tests.test_nes_run import _config as config
+    else:
+        from bayesnas.vinnas import run_vinnas as run
+        from tests.test_vinnas_run import _config as config
+    torch.save(run(config(), out=out, progress=False), Path(record) / f"{driver}_rank{rank}.pt")
     torch.distributed.destroy_process_group()
+
+
+def _run_driver(driver: str, tmp_path: Path) -> tuple[Path, dict, dict]:
+    out, record = tmp_path / "run", tmp_path / "record"
+    record.mkdir()
+    mp.spawn(_run_worker, args=(2, _free_port(), driver, str(out), str(record)), nprocs=2, join=True)
+    r0, r1 = (torch.load(record / f"{driver}_rank{r}.pt", weights_only=False) for r in range(2))
+    return out, r0, r1
 
 
 def test_a_nes_run_under_two_processes_agrees_on_every_rank_and_writes_once(tmp_path):
     """`run_nes` launched as torchrun would: one architecture and one set of results on both
     ranks, the run directory written by rank 0 alone."""
-    out, record = tmp_path / "run", tmp_path / "record"
-    record.mkdir()
-    mp.spawn(_nes_worker, args=(2, _free_port(), str(out), str(record)), nprocs=2, join=True)
-    r0, r1 = (torch.load(record / f"nes_rank{r}.pt", weights_only=False) for r in range(2))
+    out, r0, r1 = _run_driver("nes", tmp_path)
     assert r0["searched"]["hparams"] == r1["searched"]["hparams"]
     assert r0["searched"]["test_error"] == r1["searched"]["test_error"]
     assert r0["uniform"]["channel"]["test_error"] == r1["uniform"]["channel"]["test_error"]
-    import json
-
     assert json.loads((out / "results.json").read_text())["searched"]["hparams"] == r0["searched"]["hparams"]
     rows = (out / "search" / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 3  # one writer: one row per outer iteration
 
 
-def _vinnas_worker(rank: int, world: int, port: int, out: str, record: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    from bayesnas.vinnas import run_vinnas
-    from tests.test_vinnas_run import _config
-
-    results = run_vinnas(_config(), out=out, progress=False)
-    torch.save(results, Path(record) / f"vinnas_rank{rank}.pt")
-    torch.distributed.destroy_process_group()
-
-
 def test_a_vinnas_run_under_two_processes_agrees_on_every_rank_and_writes_once(tmp_path):
-    out, record = tmp_path / "run", tmp_path / "record"
-    record.mkdir()
-    mp.spawn(_vinnas_worker, args=(2, _free_port(), str(out), str(record)), nprocs=2, join=True)
-    r0, r1 = (torch.load(record / f"vinnas_rank{r}.pt", weights_only=False) for r in range(2))
+    out, r0, r1 = _run_driver("vinnas", tmp_path)
     assert r0 == r1  # the same q(α), genotypes, re-trained networks and scores on both ranks
     assert (out / "genotype_snr.json").exists() and (out / "results.json").exists()
     rows = (out / "search" / "metrics.jsonl").read_text().splitlines()

@@ -1,6 +1,7 @@
 """The nes2019 run (bayesnas.nes): artifacts, budgets, uniform baselines, exact resume, and an
 exported architecture that rebuilds a plain network."""
 
+import functools
 import json
 
 import pytest
@@ -160,3 +161,15 @@ def test_a_run_with_adaptive_sigma_and_a_latency_budget(tmp_path, data):
     assert results["searched"]["resource"] == pytest.approx(table.total(backbone.layers(arch)))
     entry = next(iter(json.loads((out / "posterior.json").read_text()).values()))
     assert entry["family"] == "gaussian-integer" and entry["sigma_steps"] != 1.25  # σ moved
+
+
+def test_init_uniform_starts_the_search_at_the_backbone_scaled_to_the_budget(tmp_path, data):
+    run = NesRun(_config(init="uniform", budget=0.35), tmp_path / "run", data=data)
+    run.build_search()
+    cost = functools.partial(run.cost, backbone=run.reference)
+    start = uniform_architecture(run.reference, "channel", cost, run.target)
+    mode = {k: int(v) for k, v in run.guide.mode().items()}
+    assert mode == {k: start[k] for k in mode}  # every searched hyper-parameter
+    assert abs(run.cost(mode, run.backbone) / run.target - 1) < 0.1  # near the budget from the start
+    with pytest.raises(ValueError, match=r"`init` must be one of \['base', 'uniform'\], but got init='zero'"):
+        _config(init="zero").validate()
