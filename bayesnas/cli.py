@@ -209,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"bayesnas: error: {msg}", file=sys.stderr)
         return 2
+    if not results:  # a data-parallel rank other than 0: rank 0 reports
+        return 0
     print(json.dumps(results, indent=2))
     print(f"results written to {out}/ (architecture.json, results.json, posterior.json, "
           f"credible_set.json, metrics.jsonl, posterior_history.jsonl); report: bayesnas report {out}")

@@ -10,6 +10,11 @@ would (Gloo on the CPU, NCCL on CUDA), each with ``batch-size / P`` rows, the we
 the λ losses all-reduced before ranking (:mod:`bayesnas.distributed`). It prints the median
 step time of each and their ratio. On a 2-core CPU the P processes share the cores, so no
 speed-up is expected there (the issue sets no target); on P GPUs each process has its own.
+
+Measured on this 2-core CPU (``OMP_NUM_THREADS=1``; layer-skip MLP): digits, global batch 64:
+5.1 ms/step in one process vs 16.9 ms in two (3.3×: the step is tiny, the Gloo all-reduces
+dominate); ``--dataset mnist5k --batch-size 256``: 11.3 vs 22.9 ms (2.0×). Not measured on a
+GPU (none was lent to the session that wrote this).
 """
 
 from __future__ import annotations
