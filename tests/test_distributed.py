@@ -85,7 +85,6 @@ def _launch(world: int, config: SearchConfig, out: Path, kill_after=None) -> lis
     return [torch.load(out / f"trace_rank{r}.pt", weights_only=False) for r in range(world)]
 
 
-@SLOW
 @pytest.fixture(scope="module")
 def two_process_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp") / "two"
