@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["Context", "setup", "single_process"]
+__all__ = ["Context", "setup", "setup_run", "single_process"]
 
 
 @dataclass(frozen=True)
@@ -125,3 +125,16 @@ def setup(device: str | torch.device = "cpu") -> Context:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
     return Context(rank=dist.get_rank(), world_size=dist.get_world_size(), backend=dist.get_backend())
+
+
+def setup_run(device: str, batch_sizes: Iterable[int] = ()) -> tuple[Context, torch.device]:
+    """A run driver's start: its :class:`Context` (:func:`setup`) and the device it computes on
+    (on CUDA, this rank's GPU); every global batch size in ``batch_sizes`` must split evenly over
+    the processes (a ValueError states the rule and the values otherwise)."""
+    ctx = setup(device)
+    dev = torch.device(device)
+    if ctx.distributed and dev.type == "cuda":
+        dev = torch.device("cuda", torch.cuda.current_device())
+    for size in batch_sizes:
+        ctx.shard_size(size)
+    return ctx, dev

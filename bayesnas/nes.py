@@ -196,12 +196,8 @@ class NesRun:
         self.config, self.out = config, Path(out)
         # Under torchrun: the global batches split over the processes, the losses of H's
         # perturbations and the weights' gradients averaged, files written by rank 0.
-        self.dist = distributed.setup(config.device)
-        self.device = torch.device(config.device)
-        if self.dist.distributed and self.device.type == "cuda":
-            self.device = torch.device("cuda", torch.cuda.current_device())
-        for name in ("batch_size", "eval_batch_size", "retrain_batch_size"):
-            self.dist.shard_size(getattr(config, name))  # splits evenly, or an error
+        self.dist, self.device = distributed.setup_run(
+            config.device, (config.batch_size, config.eval_batch_size, config.retrain_batch_size))
         self.data = data if data is not None else load_tensors(config.dataset, data_dir=config.data_dir,
                                                                download=config.download)
         self.x_train, self.y_train, self.x_test, self.y_test = self.data.subset(

@@ -172,12 +172,8 @@ class SearchRun:
         self.out = Path(out)
         # Under torchrun: one process per device, the weights in DDP, losses averaged before
         # ranking, files written by rank 0 (bayesnas.distributed).
-        self.dist = distributed.setup(config.device)
-        self.device = torch.device(config.device)
-        if self.dist.distributed and self.device.type == "cuda":
-            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.dist, self.device = distributed.setup_run(config.device, (config.batch_size,))
         if self.dist.distributed:
-            self.dist.shard_size(config.batch_size)  # the global batch splits evenly, or an error
             if not config.same_batch:
                 raise ValueError("Several processes share each global mini-batch (eq. 4); eq. (5)'s λ "
                                  "disjoint parts are not split across them: use same_batch=True, but got "
