@@ -392,6 +392,7 @@ class NesRun:
         if not resume and config_path.exists():
             raise FileExistsError(f"{self.out} already holds a run; continue it with resume=True "
                                   "(--resume) or choose another output directory.")
+        self.dist.barrier()  # every rank has looked before rank 0 writes
         main = self.dist.is_main
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
