@@ -15,6 +15,20 @@ from bayesnas.distributed import Context
 from bayesnas.runner import SearchConfig, SearchRun, run_search
 
 
+def _spawn(fn, args: tuple, *, world: int = 2, seconds: float = 300.0) -> None:
+    """``mp.spawn`` of ``world`` processes that fails instead of hanging: a deadlocked collective
+    (a rank that died writing to a full disk, say) ends the test after ``seconds``."""
+    import time
+
+    context = mp.spawn(fn, args=args, nprocs=world, join=False)
+    deadline = time.monotonic() + seconds
+    while not context.join(timeout=5):  # re-raises a rank's exception
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.terminate()
+            pytest.fail(f"{world} processes did not finish within {seconds:g} s (a deadlock?).")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -76,7 +90,7 @@ def _worker(rank: int, world: int, port: int, config: SearchConfig, out: str, ki
 
 def _launch(world: int, config: SearchConfig, out: Path, kill_after=None) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
-    mp.spawn(_worker, args=(world, _free_port(), config, str(out), kill_after), nprocs=world, join=True)
+    _spawn(_worker, (world, _free_port(), config, str(out), kill_after), world=world)
     return [torch.load(out / f"trace_rank{r}.pt", weights_only=False) for r in range(world)]
 
 
@@ -229,7 +243,7 @@ def test_family_in_two_processes_is_one_process_with_the_global_batch(family, tm
     variational ones (no BatchNorm) also follow the one-process run on the global batch. The
     NES backbone's BatchNorm normalises by each rank's shard (no SyncBatchNorm on the CPU), so
     there only the ranks' agreement is exact."""
-    mp.spawn(_family_worker, args=(2, _free_port(), family, str(tmp_path)), nprocs=2, join=True)
+    _spawn(_family_worker, (2, _free_port(), family, str(tmp_path)))
     r0, r1 = (torch.load(tmp_path / f"{family}_rank{r}.pt", weights_only=False) for r in range(2))
     assert torch.equal(r0["trace"], r1["trace"])  # θ / q(α): bit-identical on both ranks, every step
     for k in r0["weights"]:
@@ -259,7 +273,7 @@ def _run_worker(rank: int, world: int, port: int, driver: str, out: str, record:
 def _run_driver(driver: str, tmp_path: Path) -> tuple[Path, dict, dict]:
     out, record = tmp_path / "run", tmp_path / "record"
     record.mkdir()
-    mp.spawn(_run_worker, args=(2, _free_port(), driver, str(out), str(record)), nprocs=2, join=True)
+    _spawn(_run_worker, (2, _free_port(), driver, str(out), str(record)))
     r0, r1 = (torch.load(record / f"{driver}_rank{r}.pt", weights_only=False) for r in range(2))
     return out, r0, r1
 
