@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bayesnas.runner import LR_SCHEDULES, METHODS, SearchConfig, run_search
+from bayesnas.user_errors import USER_ERRORS, message
 
 
 def _add_run_options(p: argparse.ArgumentParser, *, dataset: str, what: str) -> None:
@@ -204,10 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError("`--out RUN_DIR` is required (or `--resume RUN_DIR`).")
             out = Path(args.out)
             results = run_search(_config(args), out=out, progress=not args.no_progress)
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError, ImportError) as err:
-        # Bad input: state the rule and the value, no traceback.
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"bayesnas: error: {msg}", file=sys.stderr)
+    except USER_ERRORS as err:  # bad input: state the rule and the value, no traceback
+        print(f"bayesnas: error: {message(err)}", file=sys.stderr)
         return 2
     if not results:  # a data-parallel rank other than 0: rank 0 reports
         return 0

@@ -122,7 +122,15 @@ def setup(device: str | torch.device = "cpu") -> Context:
     backend = "nccl" if cuda else "gloo"
     if not dist.is_initialized():
         if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            local_rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+            if local_rank >= gpus:
+                # NCCL takes one GPU per process; two ranks on one GPU fail inside NCCL.
+                raise RuntimeError(
+                    f"A CUDA run takes one GPU per process on each node, but this process has "
+                    f"LOCAL_RANK={local_rank} and the node has {gpus} CUDA device(s): start at most "
+                    f"{gpus} processes per node (torchrun --nproc_per_node={max(gpus, 1)}), or run on the "
+                    "CPU (--device cpu, Gloo).")
+            torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
     return Context(rank=dist.get_rank(), world_size=dist.get_world_size(), backend=dist.get_backend())
 

@@ -12,8 +12,10 @@ A run (:func:`run_nes`, resumable, everything under one directory):
    the loss L = L_c + ρ (R/R_t − 1)² (eq. 2; R the multiply-accumulates, "FLOPs", or a
    latency table's sum, expressed in units of the budget R_t); σ and α decay linearly to 0
    (app. B). ``posterior_history.jsonl`` holds the Gaussian after every outer iteration;
-2. **export**: ``architecture.json``, the hyper-parameters ⌊μ⌋ (§4.1, "train the
-   corresponding architecture from scratch"), with its resource;
+2. **export**: ``mode.json``, the hyper-parameters ⌊μ⌋ (§4.1, "train the corresponding
+   architecture from scratch"), and ``architecture.json``, the same with its channels
+   rescaled by one multiplier to the budget where ⌊μ⌋ misses it by more than
+   ``budget_tolerance`` (``fit_budget``, beyond the paper: :func:`fit_to_budget`);
 3. **re-training** from scratch of ``architecture.json`` (a plain network,
    :meth:`WidthBackbone.build`) on all training images, scored on the test images;
 4. **baselines**: the backbone scaled uniformly — every channel count by one multiplier
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +49,8 @@ from bayesnas.infer.variational import cosine_lr
 from bayesnas.runs import config_from_dict, config_to_run, read_json, training_seconds, write_json
 from bayesnas.seeds import stream, stream_seed
 
-__all__ = ["BACKBONES", "UNIFORM", "NesConfig", "NesRun", "run_nes", "uniform_architecture"]
+__all__ = ["BACKBONES", "UNIFORM", "NesConfig", "NesRun", "fit_to_budget", "measure_latency_table", "run_nes",
+           "uniform_architecture"]
 
 BACKBONES = ("mobilenetv2", "resnet")
 RESOURCES = ("macs", "latency")
@@ -78,6 +82,12 @@ class NesConfig:
     ``"uniform"``, the backbone with every channel count scaled by one multiplier to the budget
     (the "channel" baseline), so that the search refines an architecture that already meets the
     budget instead of first descending from one several times over it.
+    ``fit_budget``: beyond nes2019, export ⌊μ⌋ with its channels rescaled by one multiplier to
+    the budget when it misses it by more than ``budget_tolerance`` (:func:`fit_to_budget`;
+    ``mode.json`` keeps ⌊μ⌋ itself); ``False`` exports ⌊μ⌋ as the paper does.
+    ``latency_table``: with ``resource="latency"``, a table written by
+    :meth:`~bayesnas.resources.latency.LatencyTable.save` to price architectures with (e.g. one
+    measured once for a whole study); ``None``: measured on the run's device at its start.
     """
 
     dataset: str = "digits"
@@ -86,6 +96,7 @@ class NesConfig:
     search_resolution: bool = False
     search_depth: bool = False
     resource: str = "macs"
+    latency_table: str | None = None
     budget: float = 0.5
     rho: float = 20.0
     seed: int = 0
@@ -96,6 +107,8 @@ class NesConfig:
     sigma: float = 1.25
     adapt_sigma: bool = False
     init: str = "base"
+    fit_budget: bool = True
+    budget_tolerance: float = 0.05
     sigma_lr: float = 0.1
     arch_lr: float = 5.0
     eval_fraction: float = 0.2
@@ -131,8 +144,9 @@ class NesConfig:
                               "eval_batch_size": 2, "batch_size": 2, "retrain_epochs": 1,
                               "retrain_batch_size": 2})
         check_integers(self, {"weight_steps": 1, "max_train_images": 1, "test_images": 1}, optional=True)
-        check_bools(self, ("search_resolution", "search_depth", "adapt_sigma"))
-        check_numbers(self, positive=("width_mult", "budget", "sigma", "sigma_lr", "weight_lr", "retrain_lr"),
+        check_bools(self, ("search_resolution", "search_depth", "adapt_sigma", "fit_budget"))
+        check_numbers(self, positive=("width_mult", "budget", "budget_tolerance", "sigma", "sigma_lr",
+                                      "weight_lr", "retrain_lr"),
                       nonnegative=("rho", "arch_lr", "momentum", "weight_decay"))
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"`eval_fraction` must lie in (0, 1), but got "
@@ -158,10 +172,13 @@ def make_backbone(config: NesConfig, input_shape: tuple[int, ...], num_classes: 
                search_depth=config.search_depth if search_depth is None else search_depth)
 
 
-def uniform_architecture(backbone: Any, kind: str, cost: Any, target: float) -> dict[str, int]:
-    """The backbone scaled uniformly to the resource closest to ``target``: every channel
+def uniform_architecture(backbone: Any, kind: str, cost: Any, target: float, *,
+                          start: Mapping[str, int] | None = None) -> dict[str, int]:
+    """An architecture scaled uniformly to the resource closest to ``target``: every channel
     count by one multiplier m (``"channel"``), the resolution (``"resolution"``), or both by
-    one multiplier (``"channel+resolution"``); depth full. ``cost(hparams) -> float``. Among
+    one multiplier (``"channel+resolution"``). ``start``: the architecture scaled (default: the
+    backbone's base, depth full — the paper's uniform-rescale baselines); its depths, and its
+    resolution when ``kind`` does not scale it, are kept. ``cost(hparams) -> float``. Among
     equally close candidates the larger network is taken. The backbone must search the
     resolution for the kinds that scale it."""
     if kind not in UNIFORM:
@@ -169,23 +186,63 @@ def uniform_architecture(backbone: Any, kind: str, cost: Any, target: float) -> 
     grids = backbone.hyperparameters()
     if "resolution" in kind and "resolution" not in grids:
         raise ValueError("A baseline that scales the resolution needs a backbone that searches it.")
+    start = {name: g.base for name, g in grids.items()} if start is None else backbone.validate(dict(start))
 
-    def scaled(m: float) -> dict[str, int]:
-        h = {}
-        for name, g in grids.items():
-            if name.endswith(".depth"):
-                h[name] = g.base
-            elif name == "resolution":
-                h[name] = g.snap(g.base * m) if "resolution" in kind else g.base
-            else:
-                h[name] = g.snap(g.base * m) if "channel" in kind else g.base
-        return h
+    scaled = [name for name in grids if ("resolution" in kind if name == "resolution"
+                                         else "channel" in kind and not name.endswith(".depth"))]
+    # Every architecture of the family, exactly: snap(start · m) changes only where start · m
+    # crosses a midpoint between two grid values, so one m between each pair of neighbouring
+    # crossings (and one beyond either end) gives each distinct architecture once.
+    crossings = sorted({(v + grids[n].step / 2) / start[n] for n in scaled for v in grids[n].values()[:-1]})
+    ms = [crossings[0] / 2, *((a + b) / 2 for a, b in itertools.pairwise(crossings)), 2 * crossings[-1]] \
+        if crossings else [1.0]
+    candidates = [{n: grids[n].snap(start[n] * m) if n in scaled else start[n] for n in grids} for m in ms]
+    return min(candidates, key=lambda h: (abs(cost(h) - target), -cost(h)))
 
-    candidates = {}
-    for k in range(1, 321):  # m in (0, 1.6], fine enough that every snapped architecture appears
-        h = scaled(k / 200)
-        candidates[tuple(h.items())] = h
-    return min(candidates.values(), key=lambda h: (abs(cost(h) - target), -cost(h)))
+
+def fit_to_budget(backbone: Any, hparams: Mapping[str, int], cost: Any, target: float, *,
+                  tolerance: float) -> dict[str, int]:
+    """``hparams`` when its resource lies within ``tolerance`` (a fraction) of ``target``;
+    otherwise its channel counts scaled by the one multiplier that brings the resource closest
+    to ``target`` — the searched allocation of channels and the depths kept — at its own
+    resolution or, should the channels' grids not reach that far, at the nearest resolution
+    where they do (the closest fit of all when none does). Beyond nes2019, whose soft penalty
+    ρ(R − R_t)² of eq. (2) lands its table 2 rows within −7 %…+13 % of the budget; the uniform
+    width multiplier that resizes a searched network to a budget is MorphNet's "expand" step
+    (Gordon et al. 2018, algorithm 1, which takes the largest ω with F(ω · O) ≤ ζ; here the
+    closest, as the uniform baselines are)."""
+    hparams = backbone.validate(dict(hparams))
+
+    def miss(h: Mapping[str, int]) -> float:
+        return abs(cost(h) / target - 1)
+
+    if miss(hparams) <= tolerance:
+        return hparams
+    grids = backbone.hyperparameters()
+    resolutions = [None]
+    if "resolution" in grids:
+        own = hparams["resolution"]
+        resolutions = sorted(grids["resolution"].values(), key=lambda r: (abs(r - own), -r))
+    best = None
+    for resolution in resolutions:
+        start = hparams if resolution is None else {**hparams, "resolution": resolution}
+        fitted = uniform_architecture(backbone, "channel", cost, target, start=start)
+        if miss(fitted) <= tolerance:
+            return fitted
+        best = fitted if best is None or miss(fitted) < miss(best) else best
+    return best
+
+
+def measure_latency_table(backbone: Any, *, device: str | torch.device = "cpu", batch_size: int = 1) -> Any:
+    """A :class:`~bayesnas.resources.latency.LatencyTable` measured on ``device`` at ``batch_size``
+    for the layers of ``backbone``'s base, smallest and largest architectures (other layers
+    are interpolated from these)."""
+    from bayesnas.resources.latency import LatencyTable
+
+    table = LatencyTable()
+    for h in (backbone.base_hparams(), backbone.min_hparams(), backbone.max_hparams()):
+        table.measure(backbone.layers(h), device=str(device), batch_size=batch_size)
+    return table
 
 
 class NesRun:
@@ -237,12 +294,14 @@ class NesRun:
         if cached is not None:
             return cached
         path = self.out / "latency_table.json"
+        given = self.config.latency_table
+        if given is not None and not Path(given).is_file():
+            raise FileNotFoundError(f"`latency_table` must be a table written by LatencyTable.save, but got "
+                                    f"latency_table={given!r}, which is not a file.")
         if not path.exists() and self.dist.is_main:  # one table for every rank: rank 0 measures
-            table = LatencyTable()
-            ref = self.reference
-            for h in (ref.base_hparams(), ref.min_hparams(), ref.max_hparams()):
-                table.measure(ref.layers(h), device=str(self.device), batch_size=1)
-            table.save(path)
+            table = (LatencyTable.load(given) if given is not None
+                     else measure_latency_table(self.reference, device=self.device))
+            table.save(path)  # the run's own copy, what its resources were priced with
         self.dist.barrier()
         table = LatencyTable.load(path)
         self._table = table
@@ -313,7 +372,8 @@ class NesRun:
                 "resource_ratio": self.cost(mode, self.backbone) / self.target}
 
     def run_search(self, *, progress: bool = True) -> dict[str, int]:
-        """Phases 1–2: algorithm 1, then ``architecture.json`` = ⌊μ⌋."""
+        """Phases 1–2: algorithm 1, then ``mode.json`` = ⌊μ⌋ and ``architecture.json`` = ⌊μ⌋
+        fitted to the budget (``fit_budget``) or ⌊μ⌋ itself."""
         from bayesnas.sites import tensors_to_architecture
 
         self.build_search()
@@ -322,9 +382,14 @@ class NesRun:
         run_epochs(self.out / "search", self.config.outer_iterations, self.search_epoch,
                    self.search.state_dict, self.search.load_state_dict, progress=progress and main,
                    desc="search", history=history, posterior=self.guide, main=main)
-        arch = tensors_to_architecture(self.guide.mode())  # the same on every rank
+        mode = tensors_to_architecture(self.guide.mode())  # the same on every rank
+        arch = mode
+        if self.config.fit_budget:
+            arch = fit_to_budget(self.backbone, mode, functools.partial(self.cost, backbone=self.backbone),
+                                 self.target, tolerance=self.config.budget_tolerance)
         if main:
             write_json(self.out / "posterior.json", self.guide.summary())
+            write_json(self.out / "mode.json", mode)
             write_json(self.out / "architecture.json", arch)  # last: its presence marks the search done
         self.dist.barrier()
         return arch
@@ -406,6 +471,11 @@ class NesRun:
             arch = self.run_search(progress=progress)
         searched_backbone = make_backbone(c, d.input_shape, d.num_classes)
         searched = self.retrain("searched", arch, searched_backbone, progress=progress)
+        mode_path = self.out / "mode.json"  # absent in runs written before fit_budget existed
+        mode = read_json(mode_path) if mode_path.exists() else arch
+        mode_cost = self.cost(mode, searched_backbone)
+        searched = {**searched, "mode_hparams": mode, "mode_resource": mode_cost,
+                    "mode_resource_ratio": mode_cost / self.target, "fitted": mode != arch}
         uniform = {}
         for kind in c.uniform:
             path = self.out / f"uniform-{kind}.json"

@@ -13,8 +13,9 @@ speed-up is expected there (the issue sets no target); on P GPUs each process ha
 
 Measured on this 2-core CPU (``OMP_NUM_THREADS=1``; layer-skip MLP): digits, global batch 64:
 5.1 ms/step in one process vs 16.9 ms in two (3.3×: the step is tiny, the Gloo all-reduces
-dominate); ``--dataset mnist5k --batch-size 256``: 11.3 vs 22.9 ms (2.0×). Not measured on a
-GPU (none was lent to the session that wrote this).
+dominate); ``--dataset mnist5k --batch-size 256``: 11.3 vs 22.9 ms (2.0×). Not measured on
+GPUs: ``--device cuda --processes P`` needs P GPUs on the machine (NCCL refuses two ranks on one
+GPU, "Duplicate GPU detected"), and the machines this project is lent have one.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
+    if torch.device(args.device).type == "cuda" and args.processes > torch.cuda.device_count():
+        # NCCL takes one GPU per process (two ranks on one GPU fail inside NCCL).
+        parser.error(f"--processes {args.processes} on CUDA needs {args.processes} GPUs, but this machine "
+                     f"has {torch.cuda.device_count()}.")
     from bayesnas.runner import SearchConfig
 
     config = SearchConfig(space=args.space, dataset=args.dataset, batch_size=args.batch_size, epochs=1,

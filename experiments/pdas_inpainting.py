@@ -233,4 +233,6 @@ def _study(args: argparse.Namespace, argv: list[str] | None, plan: dict, first: 
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bayesnas.user_errors import report_user_errors
+
+    raise SystemExit(report_user_errors(main))

@@ -91,4 +91,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bayesnas.user_errors import report_user_errors
+
+    raise SystemExit(report_user_errors(main))

@@ -146,6 +146,19 @@ def test_a_global_batch_is_split_evenly_or_refused():
     assert Context().shard(x)[0] is x and Context().mean(x) is x
 
 
+@pytest.mark.skipif(torch.cuda.device_count() > 1, reason="the node has a GPU for LOCAL_RANK=1")
+def test_a_cuda_run_with_more_processes_than_gpus_is_refused_with_the_rule(monkeypatch):
+    from bayesnas.distributed import setup
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    gpus = torch.cuda.device_count()
+    with pytest.raises(RuntimeError, match=rf"LOCAL_RANK=1 and the node has {gpus} CUDA device\(s\): start "
+                                           rf"at most {gpus} processes per node"):
+        setup("cuda")
+
+
 # -- the categorical, variational and NES families, at the level of their search drivers ------------
 
 def _toy_batches(steps: int, size: int, seed: int = 3):

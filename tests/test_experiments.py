@@ -36,3 +36,18 @@ def test_script_smoke_run_writes_its_table_and_figures(script, tmp_path, capsys)
     # A second invocation finds every run finished and only re-tabulates.
     assert module.main(argv) == 0
     assert page.read_text().split("Wall time")[0] == text.split("Wall time")[0]
+
+
+def test_a_script_reports_missing_data_in_one_line_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    script = next(p for p in SCRIPTS if p.stem == "nes_budget")
+    done = subprocess.run([sys.executable, str(script), "--smoke", "--seeds", "1", "--jobs", "1",
+                           "--dataset", "cifar10", "--data-dir", str(tmp_path / "empty"),
+                           "--out", str(tmp_path / "runs"), "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("nes_budget.py: error: Dataset 'cifar10' is not available under ")
+    assert "--download" in done.stderr  # says how to get the data

@@ -3,12 +3,21 @@ exported architecture that rebuilds a plain network."""
 
 import functools
 import json
+import random
 
 import pytest
 import torch
 
 from bayesnas.data.tensors import load_tensors
-from bayesnas.nes import NesConfig, NesRun, make_backbone, run_nes, run_nes_resumably, uniform_architecture
+from bayesnas.nes import (
+    NesConfig,
+    NesRun,
+    fit_to_budget,
+    make_backbone,
+    run_nes,
+    run_nes_resumably,
+    uniform_architecture,
+)
 from bayesnas.resources.flops import macs
 
 
@@ -55,6 +64,12 @@ def test_tiny_run_writes_every_artifact_and_prices_every_arm(tmp_path, data):
     assert searched.validate(arch) == arch
     assert results["searched"]["resource"] == macs(searched.layers(arch))
     assert results["dimensions"] == ["channel", "resolution", "depth"]
+    # ⌊μ⌋ itself is kept in mode.json; the exported architecture meets the budget within ±5 %.
+    mode = json.loads((out / "mode.json").read_text())
+    assert results["searched"]["mode_hparams"] == mode
+    assert results["searched"]["mode_resource"] == macs(searched.layers(mode))
+    assert results["searched"]["fitted"] == (mode != arch)
+    assert abs(results["searched"]["resource_ratio"] - 1) <= 0.05
 
 
 def test_exported_architecture_rebuilds_a_plain_network(tmp_path, data):
@@ -173,3 +188,74 @@ def test_init_uniform_starts_the_search_at_the_backbone_scaled_to_the_budget(tmp
     assert abs(run.cost(mode, run.backbone) / run.target - 1) < 0.1  # near the budget from the start
     with pytest.raises(ValueError, match=r"`init` must be one of \['base', 'uniform'\], but got init='zero'"):
         _config(init="zero").validate()
+
+
+@pytest.mark.parametrize("budget", [0.35, 0.5, 0.75])
+def test_fit_to_budget_rescales_the_channels_of_an_architecture_that_misses(data, budget):
+    backbone = make_backbone(_config(width_mult=0.5), data.input_shape, data.num_classes,
+                             search_resolution=True, search_depth=True)
+
+    def cost(h):
+        return float(macs(backbone.layers(h)))
+
+    target = budget * cost(backbone.base_hparams())
+    grids = backbone.hyperparameters()
+    rng = random.Random(int(100 * budget))
+    archs = [backbone.min_hparams(), backbone.max_hparams()]
+    archs += [{n: rng.choice(g.values()) for n, g in grids.items()} for _ in range(20)]
+    for h in archs:
+        fitted = fit_to_budget(backbone, h, cost, target, tolerance=0.05)
+        assert backbone.validate(fitted) == fitted
+        if abs(cost(h) / target - 1) <= 0.05:
+            assert fitted == h  # within the tolerance: left alone
+            continue
+        assert all(fitted[n] == h[n] for n in grids if n.endswith(".depth"))  # depth kept
+        if fitted["resolution"] == h["resolution"]:
+            # One multiplier m for every channel count: fitted = snap(h · m). Each count puts m in
+            # an interval (its grid value ± half a step, open-ended at the grid's ends); the
+            # intervals meet.
+            low, high = 0.0, float("inf")
+            for n, g in grids.items():
+                if n != "resolution" and not n.endswith(".depth"):
+                    if fitted[n] > g.low:
+                        low = max(low, (fitted[n] - g.step / 2) / h[n])
+                    if fitted[n] < g.high:
+                        high = min(high, (fitted[n] + g.step / 2) / h[n])
+            assert low <= high
+        reachable = abs(cost(fitted) / target - 1) <= 0.05
+        # Only an architecture whose depth alone puts the budget out of the channels' and the
+        # resolution's reach may miss; then the fit is the closest the grids allow.
+        if not reachable:
+            lowest = {**backbone.min_hparams(), **{n: h[n] for n in grids if n.endswith(".depth")}}
+            highest = {**backbone.max_hparams(), **{n: h[n] for n in grids if n.endswith(".depth")}}
+            assert not cost(lowest) <= target * 1.05 or not cost(highest) >= target * 0.95
+
+
+def test_fit_budget_false_exports_the_mode_itself(tmp_path, data):
+    out = tmp_path / "run"
+    run_nes(_config(fit_budget=False, uniform=(), budget=0.2), out=out, progress=False, data=data)
+    assert json.loads((out / "architecture.json").read_text()) == json.loads((out / "mode.json").read_text())
+
+
+def test_a_latency_budget_priced_with_a_given_table(tmp_path, data):
+    """One table for a whole study: the run prices with it (and keeps its own copy) instead of
+    measuring; a path that is not a file is refused with the rule and the value."""
+    from bayesnas.nes import measure_latency_table
+    from bayesnas.resources.latency import LatencyTable
+
+    reference = make_backbone(_config(), data.input_shape, data.num_classes, search_resolution=True,
+                              search_depth=True)
+    given = measure_latency_table(reference)
+    given.save(tmp_path / "table.json")
+    out = tmp_path / "run"
+    results = run_nes(_config(resource="latency", latency_table=str(tmp_path / "table.json"), uniform=()),
+                      out=out, progress=False, data=data)
+    assert LatencyTable.load(out / "latency_table.json") == given
+    arch = json.loads((out / "architecture.json").read_text())
+    searched = make_backbone(_config(), data.input_shape, data.num_classes)
+    assert results["searched"]["resource"] == pytest.approx(given.total(searched.layers(arch)))
+    assert results["base_resource"] == pytest.approx(given.total(reference.layers(reference.base_hparams())))
+    with pytest.raises(FileNotFoundError, match=r"`latency_table` must be a table written by "
+                                                r"LatencyTable.save, but got latency_table='.*none.json'"):
+        NesRun(_config(resource="latency", latency_table=str(tmp_path / "none.json")), tmp_path / "bad",
+               data=data)
