@@ -32,7 +32,7 @@ a stage of one block has no depth hyper-parameter); resolution from
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -178,6 +178,30 @@ class WidthBackbone(nn.Module):
         else:
             self._fixed[name] = blocks
 
+    def _add_stem_and_stages(self, stem_channels: int, stages: Sequence[tuple[int, int, int, int]],
+                             make_block: Callable[..., nn.Module]) -> IntegerGrid:
+        """The stem (a 3×3 conv and BN) and the stages, their hyper-parameters registered in
+        network order: per stage ``stageS.out`` (its shortcut group; stage[1] base channels),
+        ``stageS.depth`` (stage[2] blocks) and, by ``make_block(s, b, c_in, out, stage)`` — which
+        registers the block's middle channels and returns its slim module — every block's.
+        Returns the last stage's output grid."""
+        _check_int("stem_channels", stem_channels)
+        self.stage_config = _check_stages(stages)
+        prev = self._channel_range("stem.out", self._channels(stem_channels))
+        self.stem = SlimConv2d(self.in_channels, prev.high, 3)
+        self.stem_bn = SlimBatchNorm2d(prev.high)
+        self.strides: list[int] = []
+        modules = []
+        for s, stage in enumerate(self.stage_config, 1):
+            out = self._channel_range(f"stage{s}.out", self._channels(stage[1]))
+            self._depth(f"stage{s}.depth", stage[2])
+            modules.append(nn.ModuleList(make_block(s, b, prev if b == 1 else out, out, stage)
+                                         for b in range(1, stage[2] + 1)))
+            self.strides.append(stage[3])
+            prev = out
+        self.stages = nn.ModuleList(modules)
+        return prev
+
     def hyperparameters(self) -> dict[str, IntegerGrid]:
         """The searched hyper-parameters, in network order."""
         return dict(self._ranges)
@@ -229,6 +253,27 @@ class WidthBackbone(nn.Module):
 
     def _forward(self, x: torch.Tensor, h: dict[str, int]) -> torch.Tensor:
         raise NotImplementedError
+
+    def _run_stages(self, x: torch.Tensor, h: dict[str, int]) -> torch.Tensor:
+        """The blocks of every stage up to its depth, each at its (middle, output) channels."""
+        for s, stage in enumerate(self.stages, 1):
+            out = h[f"stage{s}.out"]
+            for b, block in enumerate(stage[: h[f"stage{s}.depth"]], 1):
+                x = block(x, h[f"stage{s}.block{b}.mid"], out)
+        return x
+
+    def _blocks(self, h: dict[str, int]) -> list[list[tuple[int, int, int, int, bool]]]:
+        """(in, mid, out, stride, first) of every block that runs, stage by stage; ``first``: the
+        block that opens its stage (it changes stride and channels: no identity shortcut)."""
+        stages, c_in = [], h["stem.out"]
+        for s, stride in enumerate(self.strides, 1):
+            out = h[f"stage{s}.out"]
+            blocks = []
+            for b in range(1, h[f"stage{s}.depth"] + 1):
+                blocks.append((c_in, h[f"stage{s}.block{b}.mid"], out, stride if b == 1 else 1, b == 1))
+                c_in = out
+            stages.append(blocks)
+        return stages
 
     def layers(self, hparams: Mapping[str, int] | None = None) -> list[LayerSpec]:
         """Every conv and linear layer the architecture runs, in order, with its input resolution."""
@@ -305,8 +350,8 @@ class MobileNetV2Net(nn.Module):
         self.stem = nn.Conv2d(in_channels, stem, 3, padding=1, bias=False)
         self.stem_bn = nn.BatchNorm2d(stem)
         self.stages = nn.ModuleList(
-            nn.ModuleList(InvertedResidual(c_in, mid, c_out, s, residual=r)
-                          for c_in, mid, c_out, s, r in blocks)
+            nn.ModuleList(InvertedResidual(c_in, mid, c_out, s, residual=not first)
+                          for c_in, mid, c_out, s, first in blocks)
             for blocks in stages)
         last = stages[-1][-1][2]
         self.head = nn.Conv2d(last, head, 1, bias=False)
@@ -347,52 +392,24 @@ class MobileNetV2Supernet(WidthBackbone):
                          min_scale=min_scale, max_scale=max_scale, step_scale=step_scale,
                          resolution=resolution, min_resolution=min_resolution, search_depth=search_depth,
                          search_resolution=search_resolution)
-        _check_int("stem_channels", stem_channels)
         _check_int("head_channels", head_channels)
-        self.stage_config = _check_stages(stages)
-        prev = self._channel_range("stem.out", self._channels(stem_channels))
-        self.stem = SlimConv2d(in_channels, prev.high, 3)
-        self.stem_bn = SlimBatchNorm2d(prev.high)
-        self.strides: list[int] = []
-        stage_modules = []
-        for s, (t, c, n, stride) in enumerate(self.stage_config, 1):
-            out = self._channel_range(f"stage{s}.out", self._channels(c))
-            self._depth(f"stage{s}.depth", n)
-            blocks = []
-            for b in range(1, n + 1):
-                c_in = prev if b == 1 else out
-                mid = self._channel_range(f"stage{s}.block{b}.mid", t * c_in.base)
-                blocks.append(SlimInvertedResidual(c_in.high, mid.high, out.high, stride if b == 1 else 1,
-                                                   residual=b > 1))
-            stage_modules.append(nn.ModuleList(blocks))
-            self.strides.append(stride)
-            prev = out
-        self.stages = nn.ModuleList(stage_modules)
+
+        def block(s: int, b: int, c_in: IntegerGrid, out: IntegerGrid, stage: tuple[int, ...]) -> nn.Module:
+            t, _, _, stride = stage  # t: the expansion of the middle channels
+            mid = self._channel_range(f"stage{s}.block{b}.mid", t * c_in.base)
+            return SlimInvertedResidual(c_in.high, mid.high, out.high, stride if b == 1 else 1,
+                                        residual=b > 1)
+
+        prev = self._add_stem_and_stages(stem_channels, stages, block)
         head = self._channel_range("head.out", self._channels(head_channels))
         self.head = SlimConv2d(prev.high, head.high, 1)
         self.head_bn = SlimBatchNorm2d(head.high)
         self.classifier = SlimLinear(head.high, num_classes)
 
     def _forward(self, x: torch.Tensor, h: dict[str, int]) -> torch.Tensor:
-        x = F.relu6(self.stem_bn(self.stem(x, h["stem.out"])))
-        for s, stage in enumerate(self.stages, 1):
-            out = h[f"stage{s}.out"]
-            for b, block in enumerate(stage[: h[f"stage{s}.depth"]], 1):
-                x = block(x, h[f"stage{s}.block{b}.mid"], out)
+        x = self._run_stages(F.relu6(self.stem_bn(self.stem(x, h["stem.out"]))), h)
         x = F.relu6(self.head_bn(self.head(x, h["head.out"])))
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-    def _blocks(self, h: dict[str, int]) -> list[list[tuple[int, int, int, int, bool]]]:
-        """(in, mid, out, stride, residual) of every block that runs, stage by stage."""
-        stages, c_in = [], h["stem.out"]
-        for s, stride in enumerate(self.strides, 1):
-            out = h[f"stage{s}.out"]
-            blocks = []
-            for b in range(1, h[f"stage{s}.depth"] + 1):
-                blocks.append((c_in, h[f"stage{s}.block{b}.mid"], out, stride if b == 1 else 1, b > 1))
-                c_in = out
-            stages.append(blocks)
-        return stages
 
     def _layers(self, h: dict[str, int]) -> list[LayerSpec]:
         r = h["resolution"]
@@ -506,46 +523,17 @@ class ResNetSupernet(WidthBackbone):
                          min_scale=min_scale, max_scale=max_scale, step_scale=step_scale,
                          resolution=resolution, min_resolution=min_resolution, search_depth=search_depth,
                          search_resolution=search_resolution)
-        _check_int("stem_channels", stem_channels)
-        self.stage_config = _check_stages(stages)
-        prev = self._channel_range("stem.out", self._channels(stem_channels))
-        self.stem = SlimConv2d(in_channels, prev.high, 3)
-        self.stem_bn = SlimBatchNorm2d(prev.high)
-        self.strides: list[int] = []
-        stage_modules = []
-        for s, (m, c, n, stride) in enumerate(self.stage_config, 1):
-            out = self._channel_range(f"stage{s}.out", self._channels(c))
-            self._depth(f"stage{s}.depth", n)
-            blocks = []
-            for b in range(1, n + 1):
-                mid = self._channel_range(f"stage{s}.block{b}.mid", self._channels(m))
-                blocks.append(SlimBottleneck(prev.high if b == 1 else out.high, mid.high, out.high,
-                                             stride if b == 1 else 1, projection=b == 1))
-            stage_modules.append(nn.ModuleList(blocks))
-            self.strides.append(stride)
-            prev = out
-        self.stages = nn.ModuleList(stage_modules)
+        def block(s: int, b: int, c_in: IntegerGrid, out: IntegerGrid, stage: tuple[int, ...]) -> nn.Module:
+            m, _, _, stride = stage  # m: the middle channels
+            mid = self._channel_range(f"stage{s}.block{b}.mid", self._channels(m))
+            return SlimBottleneck(c_in.high, mid.high, out.high, stride if b == 1 else 1, projection=b == 1)
+
+        prev = self._add_stem_and_stages(stem_channels, stages, block)
         self.classifier = SlimLinear(prev.high, num_classes)
 
     def _forward(self, x: torch.Tensor, h: dict[str, int]) -> torch.Tensor:
-        x = F.relu(self.stem_bn(self.stem(x, h["stem.out"])))
-        for s, stage in enumerate(self.stages, 1):
-            out = h[f"stage{s}.out"]
-            for b, block in enumerate(stage[: h[f"stage{s}.depth"]], 1):
-                x = block(x, h[f"stage{s}.block{b}.mid"], out)
+        x = self._run_stages(F.relu(self.stem_bn(self.stem(x, h["stem.out"]))), h)
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-    def _blocks(self, h: dict[str, int]) -> list[list[tuple[int, int, int, int, bool]]]:
-        """(in, mid, out, stride, projection) of every block that runs, stage by stage."""
-        stages, c_in = [], h["stem.out"]
-        for s, stride in enumerate(self.strides, 1):
-            out = h[f"stage{s}.out"]
-            blocks = []
-            for b in range(1, h[f"stage{s}.depth"] + 1):
-                blocks.append((c_in, h[f"stage{s}.block{b}.mid"], out, stride if b == 1 else 1, b == 1))
-                c_in = out
-            stages.append(blocks)
-        return stages
 
     def _layers(self, h: dict[str, int]) -> list[LayerSpec]:
         r = h["resolution"]
