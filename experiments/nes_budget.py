@@ -14,6 +14,11 @@ ratio to the budget, mean ± std over the seeds, beside the paper's MobileNetV2 
     python experiments/nes_budget.py                # CPU default: digits (8×8), width 0.5
     python experiments/nes_budget.py --smoke        # seconds
     python experiments/nes_budget.py --full --dataset cifar10 --data-dir DATA --device cuda
+    python experiments/nes_budget.py --resource latency --budgets 0.75 0.6 0.5 \
+        --out runs/experiments/nes_budget_latency   # a latency budget (results/nes_budget/latency)
+
+``--resource latency`` limits the latency summed over one look-up table measured on this device
+before the runs start (nes2019 §4.2), at ``--latency-batch-size`` 64.
 
 ``--full`` gives the paper's NES settings (app. B: M = 100 perturbations, 20 H updates per
 outer iteration, σ 1.25 → 0, α 5 → 0) on 32×32 CIFAR-10 with the 1× backbone, 40 outer
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import shutil
 import statistics
 import sys
 import time
@@ -296,6 +302,8 @@ def _study(args: argparse.Namespace, argv: list[str] | None, configs: dict, firs
     text, accuracy = table(results, budgets, resource)
     page_dir = results_dir(args, NAME if resource == "macs" else f"{NAME}/latency")
     fig = figure(results, budgets, page_dir / "tradeoff.png", resource)
+    if resource == "latency":  # the table the page's latencies come from, kept beside it
+        shutil.copyfile(first.latency_table, page_dir / "latency_table.json")
     r0 = next(iter(results.values()))
     threads = ("a GPU" if not first.device.startswith("cpu") else
                f"CPU, {args.threads if jobs == 1 else max(1, available_cpus() // jobs)} thread(s) per run, "
