@@ -80,8 +80,10 @@ MATCHING = {"channel": "channel", "channel+resolution": "channel+resolution",
 # The CPU default: digits (8×8), MobileNetV2 at width 0.5 (~0.8 M MACs), 8 outer iterations of
 # one pass over the sub-train part and 5 H updates of M = 20 perturbations each (σ 1.25 → 0 and
 # α 5 → 0 as the paper), ρ = 10 on R in units of the budget, H starting at the backbone scaled
-# uniformly to the budget (`init="uniform"`), 15 re-training epochs; ~13 min with two runs at a
-# time on two cores. A first run started at the 1× backbone with ρ = 100: up to 2.9× over the
+# uniformly to the budget (`init="uniform"`), H's perturbations scored on sub-evaluation batches
+# of 128 (the H updates dominate a search's time; with batches of 256 the page took 17.9 min),
+# 15 re-training epochs; under 15 min with two runs at a time on two cores. A first run
+# started at the 1× backbone with ρ = 100: up to 2.9× over the
 # budget at the start, the raw ΔL of eq. (7) (hundreds of nats) threw μ to the bottom of its
 # grids within an update, and 4 of the 18 resolution / depth searches ended at a quarter of
 # the budget or less.
@@ -90,7 +92,7 @@ SCALES: dict[str, dict] = {
                   weight_steps=2, retrain_epochs=1, max_train_images=200, test_images=100, rho=10.0,
                   init="uniform"),
     "default": dict(dataset="digits", width_mult=0.5, outer_iterations=8, arch_steps=5, num_samples=20,
-                    retrain_epochs=15, rho=10.0, init="uniform"),
+                    eval_batch_size=128, retrain_epochs=15, rho=10.0, init="uniform"),
     "full": dict(dataset="cifar10", width_mult=1.0, outer_iterations=40, arch_steps=20, num_samples=100,
                  retrain_epochs=200, rho=10.0, init="uniform", batch_size=128, eval_batch_size=500,
                  device="cuda"),
@@ -316,7 +318,8 @@ def _study(args: argparse.Namespace, argv: list[str] | None, configs: dict, firs
              f"budgets {', '.join(f'{b:g}×' for b in budgets)} of it. Search: {c['outer_iterations']} outer "
              f"iterations, each {'one pass' if first.weight_steps is None else first.weight_steps} of weight "
              f"mini-batches of {first.batch_size} (SGD {first.weight_lr:g}, momentum {first.momentum:g}) and "
-             f"{first.arch_steps} H updates of M = {first.num_samples} perturbations, σ {first.sigma:g} → 0 "
+             f"{first.arch_steps} H updates of M = {first.num_samples} perturbations on sub-evaluation "
+             f"batches of {first.eval_batch_size}, σ {first.sigma:g} → 0 "
              "and "
              f"α {first.arch_lr:g} → 0 linearly, ρ = {first.rho:g} on (R / R_t − 1)², H starting at the "
              f"{'1× backbone' if first.init == 'base' else 'backbone scaled uniformly to the budget'}; "
