@@ -125,7 +125,7 @@ def setup(device: str | torch.device = "cpu") -> Context:
             local_rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
             if local_rank >= gpus:
                 # NCCL takes one GPU per process; two ranks on one GPU fail inside NCCL.
-                raise RuntimeError(
+                raise ValueError(  # a launch setting: the CLI reports it in one line
                     f"A CUDA run takes one GPU per process on each node, but this process has "
                     f"LOCAL_RANK={local_rank} and the node has {gpus} CUDA device(s): start at most "
                     f"{gpus} processes per node (torchrun --nproc_per_node={max(gpus, 1)}), or run on the "

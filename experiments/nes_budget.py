@@ -275,21 +275,24 @@ def _measure_table(args: argparse.Namespace, first: NesConfig) -> None:
     data = load_tensors(first.dataset, data_dir=first.data_dir, download=first.download)
     reference = make_backbone(first, data.input_shape, data.num_classes, search_resolution=True,
                               search_depth=True)
-    import torch
-
-    jobs = default_jobs(argparse.Namespace(jobs=args.jobs, smoke=args.smoke, device=first.device))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads if jobs == 1 else max(1, available_cpus() // jobs))
-    try:
+    with cpu_threads(_run_threads(args, first), device=first.device):
         measure_latency_table(reference, device=first.device, batch_size=args.latency_batch_size).save(path)
-    finally:
-        torch.set_num_threads(threads)
+
+
+def _jobs(args: argparse.Namespace, first: NesConfig) -> int:
+    return default_jobs(argparse.Namespace(jobs=args.jobs, smoke=args.smoke, device=first.device))
+
+
+def _run_threads(args: argparse.Namespace, first: NesConfig) -> int:
+    """The torch threads of each run on the CPU (``run_all`` gives every job cores // jobs)."""
+    jobs = _jobs(args, first)
+    return args.threads if jobs == 1 else max(1, available_cpus() // jobs)
 
 
 def _study(args: argparse.Namespace, argv: list[str] | None, configs: dict, first: NesConfig,
            start: float) -> int:
     out = Path(args.out)
-    jobs = default_jobs(argparse.Namespace(jobs=args.jobs, smoke=args.smoke, device=first.device))
+    jobs = _jobs(args, first)
     task = run_nes_resumably
     if jobs == 1:  # one process: load the data once (each job loads its own)
         task = functools.partial(task, data=load_tensors(first.dataset, data_dir=first.data_dir,
@@ -308,7 +311,7 @@ def _study(args: argparse.Namespace, argv: list[str] | None, configs: dict, firs
         shutil.copyfile(first.latency_table, page_dir / "latency_table.json")
     r0 = next(iter(results.values()))
     threads = ("a GPU" if not first.device.startswith("cpu") else
-               f"CPU, {args.threads if jobs == 1 else max(1, available_cpus() // jobs)} thread(s) per run, "
+               f"CPU, {_run_threads(args, first)} thread(s) per run, "
                f"{jobs} run(s) at a time")
     c = dataclasses.asdict(first)
     scale = (f"Data: `{first.dataset}` ({r0['train_images']} training images, "

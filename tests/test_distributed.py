@@ -154,7 +154,7 @@ def test_a_cuda_run_with_more_processes_than_gpus_is_refused_with_the_rule(monke
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
     gpus = torch.cuda.device_count()
-    with pytest.raises(RuntimeError, match=rf"LOCAL_RANK=1 and the node has {gpus} CUDA device\(s\): start "
+    with pytest.raises(ValueError, match=rf"LOCAL_RANK=1 and the node has {gpus} CUDA device\(s\): start "
                                            rf"at most {gpus} processes per node"):
         setup("cuda")
 
