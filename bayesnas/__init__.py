@@ -7,17 +7,3 @@ gradient optimizers over θ (:mod:`bayesnas.optim`).
 """
 
 __version__ = "0.1.0"
-
-# In a source checkout, `models/` and `guides/` sit beside this package (the design card's
-# layout) and install as bayesnas.models / bayesnas.guides. When the checkout itself is first
-# on sys.path (`python -m pytest` from the repository root over a non-editable install),
-# let the package find them there too.
-def _extend_path_in_checkout() -> None:
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    if (root / "models" / "registry.py").exists() and (root / "guides" / "base.py").exists():
-        __path__.append(str(root))  # noqa: F821 - the package's own __path__
-
-
-_extend_path_in_checkout()

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bayesnas.runner import LR_SCHEDULES, METHODS, SearchConfig, run_search
+from bayesnas.methods.search import LR_SCHEDULES, METHODS, SearchConfig, run_search
 from bayesnas.user_errors import USER_ERRORS, message
 
 
@@ -71,7 +71,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_retrain(sub: argparse._SubParsersAction) -> None:
-    from bayesnas.retrain import RetrainConfig
+    from bayesnas.methods.retrain import RetrainConfig
 
     d = RetrainConfig(genotype={})
     p = sub.add_parser(
@@ -102,7 +102,7 @@ def _add_retrain(sub: argparse._SubParsersAction) -> None:
 
 
 def _retrain(args: argparse.Namespace) -> tuple[dict, Path]:
-    from bayesnas.retrain import RetrainConfig, load_genotype, run_retrain
+    from bayesnas.methods.retrain import RetrainConfig, load_genotype, run_retrain
 
     if args.resume:
         out = Path(args.resume)

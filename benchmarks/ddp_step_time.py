@@ -3,11 +3,11 @@
     python benchmarks/ddp_step_time.py [--processes 2] [--device cpu|cuda] [--space layer-skip]
         [--dataset digits] [--batch-size 64] [--steps 30]
 
-Each variant runs the generic search (:class:`bayesnas.runner.SearchRun`, the Bernoulli family
+Each variant runs the generic search (:class:`bayesnas.methods.search.SearchRun`, the Bernoulli family
 of shirakawa2018 by default) for ``--steps`` steps after a warm-up of 5, on global mini-batches
 of ``--batch-size``: one process with the whole batch, then P processes launched as torchrun
 would (Gloo on the CPU, NCCL on CUDA), each with ``batch-size / P`` rows, the weights in DDP and
-the λ losses all-reduced before ranking (:mod:`bayesnas.distributed`). It prints the median
+the λ losses all-reduced before ranking (:mod:`bayesnas.runs.distributed`). It prints the median
 step time of each and their ratio. On a 2-core CPU the P processes share the cores, so no
 speed-up is expected there (the issue sets no target); on P GPUs each process has its own.
 
@@ -34,7 +34,7 @@ import torch.multiprocessing as mp
 
 def _time_steps(config, out: str, steps: int) -> list[float]:
     from bayesnas.data.batches import batches
-    from bayesnas.runner import SearchRun, _flat
+    from bayesnas.methods.search import SearchRun, _flat
 
     run = SearchRun(config, out)
     flat = run.space.flatten_input
@@ -77,7 +77,7 @@ def main() -> None:
         # NCCL takes one GPU per process (two ranks on one GPU fail inside NCCL).
         parser.error(f"--processes {args.processes} on CUDA needs {args.processes} GPUs, but this machine "
                      f"has {torch.cuda.device_count()}.")
-    from bayesnas.runner import SearchConfig
+    from bayesnas.methods.search import SearchConfig
 
     config = SearchConfig(space=args.space, dataset=args.dataset, batch_size=args.batch_size, epochs=1,
                           device=args.device)

@@ -55,15 +55,15 @@ import time
 
 import torch
 import torch.nn.functional as F
-from bayesnas.guides import NormalGuide
-from bayesnas.models.vinnas_space import VinnasSearchSpace
 from pyro.poutine.messenger import Messenger
 from torch import nn
 from torch.func import functional_call
 
+from bayesnas.guides import NormalGuide
 from bayesnas.handlers import local_reparameterization
 from bayesnas.handlers.local_reparameterization import registered
 from bayesnas.infer.variational import VariationalArchitectureSearch, VariationalSearchELBO
+from bayesnas.models.vinnas_space import VinnasSearchSpace
 from bayesnas.sites import discover_sites
 
 

@@ -18,11 +18,11 @@ import statistics
 
 import torch
 import torch.nn.functional as F
-from bayesnas.guides import auto_guide
-from bayesnas.models import get_space
 from step_time import sgd, time_block  # the same SGD and timing as benchmarks/step_time.py
 
+from bayesnas.guides import auto_guide
 from bayesnas.infer import ArchitectureSearch, RankingNaturalGradientLoss
+from bayesnas.models import get_space
 from bayesnas.sites import arch_plate, discover_sites, fixed_architecture
 
 #: space -> (input shape, options): the papers' networks (DenseNet: the narrow CPU version).

@@ -24,11 +24,11 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from bayesnas.guides import BernoulliGuide
-from bayesnas.models import LayerSkipMLP
 from torch import nn
 
+from bayesnas.guides import BernoulliGuide
 from bayesnas.infer import ArchitectureSearch, RankingNaturalGradientLoss
+from bayesnas.models import LayerSkipMLP
 from bayesnas.sites import discover_sites
 
 

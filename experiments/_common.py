@@ -1,7 +1,7 @@
 """What every experiment script does after choosing its arms: run the study, tabulate, draw.
 
 Each script defines its arms (configurations) and figures; :func:`run_and_summarise` runs
-every arm × seed resumably (:mod:`bayesnas.study`), writes ``results.md`` with the exact
+every arm × seed resumably (:mod:`bayesnas.methods.study`), writes ``results.md`` with the exact
 command, the data and scale actually used, the table (mean ± std over the seeds) and the
 figures, next to the paper's own numbers quoted by the script.
 """
@@ -19,7 +19,7 @@ from typing import Any
 from bayesnas.analysis.plots import plot_tradeoff
 from bayesnas.analysis.report import Metric, RunRecord, compare_groups, load_run
 from bayesnas.data import load_dataset
-from bayesnas.study import Arm, command_line, default_jobs, results_dir, run_study, write_markdown
+from bayesnas.methods.study import Arm, command_line, default_jobs, results_dir, run_study, write_markdown
 
 Figure = tuple[str, str, Callable[[dict[str, list[Path]], Path], Path]]
 

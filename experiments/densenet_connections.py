@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import ERR, monotone_usage, run_and_summarise, tradeoff_figure, verdict  # noqa: E402
 
-from bayesnas.study import Arm, arm_options, base_config, study_parser  # noqa: E402
+from bayesnas.methods.study import Arm, arm_options, base_config, study_parser  # noqa: E402
 
 NAME = "densenet_connections"
 PENALTIES = {"2^-2": 2**-2, "2^-3": 2**-3, "2^-4": 2**-4, "2^-5": 2**-5, "2^-6": 2**-6, "0": 0.0,

@@ -2,10 +2,10 @@
 a MobileNetV2 backbone under FLOPs budgets, against uniform rescaling at the same budget.
 
 For every budget (a fraction of the 1× backbone's multiply-accumulates, the paper's "FLOPs")
-and seed: three NES searches (nes2019 alg. 1, :mod:`bayesnas.nes`) — the channels of every
+and seed: three NES searches (nes2019 alg. 1, :mod:`bayesnas.methods.nes`) — the channels of every
 shortcut group and block; the channels and the input resolution; the channels, the resolution
 and the depth of every stage — each re-trained from scratch as ⌊μ⌋ (its channels rescaled by one
-multiplier to the budget where it misses it by more than 5 %, :func:`bayesnas.nes.fit_to_budget`;
+multiplier to the budget where it misses it by more than 5 %, :func:`bayesnas.methods.nes.fit_to_budget`;
 the table keeps ⌊μ⌋'s own MACs beside the exported ones); and the uniform-rescale
 baselines of the same backbone at the same budget (every channel count times one multiplier;
 the resolution; both), re-trained alike. Writes ``results.md``: test accuracy, MACs and their
@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bayesnas.analysis.plots import plot_tradeoff  # noqa: E402
 from bayesnas.data.tensors import load_tensors  # noqa: E402
-from bayesnas.nes import UNIFORM, NesConfig, run_nes_resumably  # noqa: E402
-from bayesnas.study import (  # noqa: E402
+from bayesnas.methods.nes import UNIFORM, NesConfig, run_nes_resumably  # noqa: E402
+from bayesnas.methods.study import (  # noqa: E402
     SEPARATION,
     available_cpus,
     command_line,
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 def _measure_table(args: argparse.Namespace, first: NesConfig) -> None:
     """One latency table for every run (measured before the runs start, so that they do not
     disturb it), at the threads each run computes with."""
-    from bayesnas.nes import make_backbone, measure_latency_table
+    from bayesnas.methods.nes import make_backbone, measure_latency_table
 
     path = Path(first.latency_table)
     if path.exists():

@@ -26,10 +26,8 @@ import torch
 
 from bayesnas.analysis.genotype_plot import choice_probabilities, plot_genotype
 from bayesnas.analysis.report import load_run
-from bayesnas.nn.cell_network import random_genotype
-from bayesnas.retrain import RetrainConfig, load_genotype
-from bayesnas.runs import read_json, training_seconds
-from bayesnas.study import (
+from bayesnas.methods.retrain import RetrainConfig, load_genotype
+from bayesnas.methods.study import (
     SEPARATION,
     Arm,
     base_config,
@@ -43,6 +41,8 @@ from bayesnas.study import (
     study_parser,
     write_markdown,
 )
+from bayesnas.nn.cell_network import random_genotype
+from bayesnas.runs import read_json, training_seconds
 
 NAME = "pdas_cifar10"
 
@@ -153,8 +153,13 @@ def findings(rows: dict[str, list[dict]]) -> list[str]:
     gap, se = gap_and_standard_error(b, a)
     verdict = "**reproduced**" if separated(gap, se) else "**not reproduced**"
     return [f"Claim: {pdas} re-trains to a lower test error than {rand}. Here: {statistics.fmean(a):.4f} vs "
-            f"{statistics.fmean(b):.4f} over {len(a)} seeds, a gap of {gap:.4f} = {gap / se:.1f} standard "
-            f"errors (reproduced from {SEPARATION:g}): {verdict}."]
+            f"{statistics.fmean(b):.4f} over {len(a)} seeds, a gap of {gap:.4f} = {_in_errors(gap, se)} "
+            f"(reproduced from {SEPARATION:g} standard errors): {verdict}."]
+
+
+def _in_errors(gap: float, se: float) -> str:
+    # Identical errors on every seed (e.g. all at chance in a smoke run) have no spread at all.
+    return "no spread over the seeds" if se == 0 else f"{gap / se:.1f} standard errors"
 
 
 def main(argv: list[str] | None = None) -> dict:

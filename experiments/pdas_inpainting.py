@@ -3,7 +3,7 @@
 For every mask and seed: PDAS searches the CAE space (alg. 1, λ = 2, adaptive step size),
 the most likely architecture is re-trained from its ``genotype.json`` alone, and so are
 architectures drawn uniformly from the space (the RANDOM baseline); test PSNR / SSIM under
-one fixed mask per test image (:mod:`bayesnas.inpainting`). Writes ``results.md``: mean ±
+one fixed mask per test image (:mod:`bayesnas.methods.inpainting`). Writes ``results.md``: mean ±
 std over the seeds of the searched and the random architectures, per mask, beside the
 paper's table 2.
 
@@ -32,9 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bayesnas.data.masks import MASKS  # noqa: E402
-from bayesnas.inpainting import InpaintingConfig, load_images, run_inpainting  # noqa: E402
-from bayesnas.runs import read_json  # noqa: E402
-from bayesnas.study import (  # noqa: E402
+from bayesnas.methods.inpainting import InpaintingConfig, load_images, run_inpainting  # noqa: E402
+from bayesnas.methods.study import (  # noqa: E402
     SEPARATION,
     command_line,
     cpu_threads,
@@ -43,6 +42,7 @@ from bayesnas.study import (  # noqa: E402
     separated,
     write_markdown,
 )
+from bayesnas.runs import read_json  # noqa: E402
 
 NAME = "pdas_inpainting"
 

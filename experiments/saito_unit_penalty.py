@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import ERR, monotone_usage, run_and_summarise, tradeoff_figure, verdict  # noqa: E402
 
-from bayesnas.study import Arm, arm_options, base_config, study_parser  # noqa: E402
+from bayesnas.methods.study import Arm, arm_options, base_config, study_parser  # noqa: E402
 
 NAME = "saito_unit_penalty"
 PENALTIES = {"2^-6": 2**-6, "2^-7": 2**-7, "2^-8": 2**-8, "2^-9": 2**-9, "0": 0.0, "-2^-3": -(2**-3)}

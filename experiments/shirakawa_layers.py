@@ -36,7 +36,7 @@ from _common import AVG, ERR, run_and_summarise, verdict  # noqa: E402
 
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory  # noqa: E402
 from bayesnas.analysis.plots import plot_tradeoff  # noqa: E402
-from bayesnas.study import Arm, arm_options, base_config, study_parser  # noqa: E402
+from bayesnas.methods.study import Arm, arm_options, base_config, study_parser  # noqa: E402
 
 NAME = "shirakawa_layers"
 

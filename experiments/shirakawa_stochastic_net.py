@@ -22,7 +22,7 @@ from _common import AVG, run_and_summarise, verdict  # noqa: E402
 
 from bayesnas.analysis import Posterior  # noqa: E402
 from bayesnas.analysis.plots import plot_heatmap  # noqa: E402
-from bayesnas.study import Arm, arm_options, base_config, study_parser  # noqa: E402
+from bayesnas.methods.study import Arm, arm_options, base_config, study_parser  # noqa: E402
 
 NAME = "shirakawa_stochastic_net"
 

@@ -6,7 +6,7 @@ weights under the local reparameterization trick (alg. 1: D_w / D_α halves, wei
 γ ramps, Adam + cosine, label smoothing, the α of the lowest validation error kept), exports the
 cell chosen by positive SNR μ/σ² and the one chosen by magnitude μ, re-trains both from their
 JSON files alone, and re-trains a cell drawn uniformly from the same space (table II's
-"Random") alike (:mod:`bayesnas.vinnas`). Writes ``results.md``: test error, parameters and
+"Random") alike (:mod:`bayesnas.methods.vinnas`). Writes ``results.md``: test error, parameters and
 search time, mean ± std over the seeds, beside the paper's table II.
 
     python experiments/vinnas_mnist.py              # CPU default: mnist5k, C = 8, 20 search epochs
@@ -18,7 +18,7 @@ search time, mean ± std over the seeds, beside the paper's table II.
 50 % of the data for 50 epochs and re-trains 400 epochs at 6.4× the channels; C searches 4 states
 for 100 epochs and re-trains 6NR6NR6N at 3× the channels for 600 epochs; M: 20 and 100 epochs);
 it was not run here. The paper's data augmentation (random crops, flips, erasing), drop-path and
-auxiliary towers for F and C are not part of :mod:`bayesnas.vinnas`. The re-training uses
+auxiliary towers for F and C are not part of :mod:`bayesnas.methods.vinnas`. The re-training uses
 deterministic weights and plain parameter counts unless ``--bayesian-retrain`` (Bayesian weights
 under the LRT, scored at the means after pruning log α ≥ 3, non-zero parameters counted as in
 table II; ``--full`` should use it with ``--retrain-gamma 1``).
@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bayesnas.study import (  # noqa: E402
+from bayesnas.methods.study import (  # noqa: E402
     SEPARATION,
     available_cpus,
     command_line,
@@ -47,7 +47,7 @@ from bayesnas.study import (  # noqa: E402
     separated,
     write_markdown,
 )
-from bayesnas.vinnas import VinnasConfig, load_data, run_vinnas_resumably  # noqa: E402
+from bayesnas.methods.vinnas import VinnasConfig, load_data, run_vinnas_resumably  # noqa: E402
 
 NAME = "vinnas_mnist"
 

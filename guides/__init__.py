@@ -5,11 +5,11 @@ samples every site directly from its own family. :func:`auto_guide` builds the d
 for a model: Bernoulli θ for Bernoulli sites, one rate per group for shared-rate Bernoulli
 sites, categorical θ for categorical ones, a mean-field Normal (μ, log σ²) for the op
 strengths of "normal" sites (vinnas2020), a Gaussian N(μ, σ²) in grid coordinates for
-ordered "integer" sites (nes2019); :class:`NormalWeightGuide` makes a module's weights
+ordered "gaussian-integer" sites (nes2019); :class:`NormalWeightGuide` makes a module's weights
 Bayesian.
 """
 
-from bayesnas.guides.base import ExpectationGuide, GuideList, auto_guide
+from bayesnas.guides.base import ExpectationGuide, GuideList, auto_guide, make_arch_optimizers
 from bayesnas.guides.bernoulli import BernoulliGuide
 from bayesnas.guides.categorical import CategoricalGuide
 from bayesnas.guides.fixed import FixedGuide
@@ -28,4 +28,5 @@ __all__ = [
     "NormalWeightGuide",
     "SharedBernoulliGuide",
     "auto_guide",
+    "make_arch_optimizers",
 ]

@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping
 
 import pyro.distributions as dist
 import torch
-from bayesnas.guides.base import ExpectationGuide, _init_value
 from torch import nn
 
+from bayesnas.guides.base import ExpectationGuide, _init_value
 from bayesnas.sites import SiteSpec
 
 

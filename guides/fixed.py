@@ -8,23 +8,31 @@ from typing import Any
 import pyro
 import pyro.distributions as dist
 import torch
-from torch import nn
 
+from bayesnas.guides.state import NamedSiteState
 from bayesnas.sites import SiteSpec, architecture_to_tensors
 
 
-class FixedGuide(nn.Module):
+class FixedGuide(NamedSiteState):
     """Point mass on ``arch``: every site is sampled from a ``Delta`` at its fixed value.
 
     It has no θ and so no optimizer; with it the search loop is plain training of the fixed
-    network (shirakawa2018's "fixed network" baselines).
+    network (shirakawa2018's "fixed network" baselines). ``state_dict()`` keys each value by
+    site, ``sites.<site>.value``, like the other guides; a state saved with the older keys
+    ``value_<site with "." as "__">`` also loads, those keys naming their site too.
     """
+
+    family = "fixed"
+    _positional_keys = False
 
     def __init__(self, arch: Mapping[str, Any], sites: Mapping[str, SiteSpec]) -> None:
         super().__init__()
         self.specs = dict(sites)
         for name, value in architecture_to_tensors(arch, sites).items():
             self.register_buffer("value_" + name.replace(".", "__"), value[0])
+
+    def _site_fields(self) -> dict[str, tuple[str, str]]:
+        return {"value_" + name.replace(".", "__"): (name, "value") for name in self.specs}
 
     def _value(self, name: str) -> torch.Tensor:
         return getattr(self, "value_" + name.replace(".", "__"))
@@ -47,7 +55,7 @@ class FixedGuide(nn.Module):
         return torch.zeros(())
 
     def summary(self) -> dict[str, Any]:
-        return {n: {"family": "fixed", "value": self._value(n).tolist()} for n in self.specs}
+        return {n: {"family": self.family, "value": self._value(n).tolist()} for n in self.specs}
 
     def make_optimizers(self, **kwargs: Any) -> list[torch.optim.Optimizer]:
         return []

@@ -21,9 +21,9 @@ from typing import Any
 
 import pyro.distributions as dist
 import torch
-from bayesnas.guides.base import ExpectationGuide, _init_value
 from torch import nn
 
+from bayesnas.guides.base import ExpectationGuide, _init_value
 from bayesnas.sites import SiteSpec
 
 __all__ = ["DEFAULT_SIGMA", "GaussianGuide"]
@@ -46,7 +46,7 @@ class GaussianGuide(ExpectationGuide):
     """x ~ N(μ, σ²) per integer hyper-parameter, in grid coordinates (nes2019 eqs. 6–9).
 
     Args:
-        sites: the "integer" arch sites (:func:`bayesnas.sites.integer`).
+        sites: the "gaussian-integer" arch sites (:func:`bayesnas.sites.integer`).
         init: the initial μ per site in the sites' own units (a value, or a mapping site →
             value / array); default each site's ``base``, the base architecture (nes2019
             alg. 1 line 1), or its lowest value.
@@ -60,7 +60,8 @@ class GaussianGuide(ExpectationGuide):
         learnable: ``False`` holds μ (and σ²) fixed.
     """
 
-    family = "integer"
+    family = "gaussian-integer"
+    theta_field = "mu"
 
     def __init__(
         self,
@@ -154,6 +155,12 @@ class GaussianGuide(ExpectationGuide):
     def arch_parameters(self) -> list[nn.Parameter]:
         """μ (and with ``adapt_sigma`` σ²) of every site, the tensors the optimizer steps."""
         return [p for p in (*self.thetas, *self.variances) if p.requires_grad]
+
+    def _site_fields(self) -> dict[str, tuple[str, str]]:
+        """State keys ``sites.<site>.mu`` (grid coordinates) and, with ``adapt_sigma``,
+        ``sites.<site>.variance``; the shared σ stays ``sigma``."""
+        variances = {f"variances.{i}": (name, "variance") for i, name in enumerate(self.specs)}
+        return {**super()._site_fields(), **(variances if self.adapt_sigma else {})}
 
     def make_optimizers(self, **kwargs: Any) -> list[torch.optim.Optimizer]:
         """:class:`~bayesnas.optim.GaussianNaturalGradient` over μ, one param group per site

@@ -23,9 +23,10 @@ from typing import Any
 import pyro
 import pyro.distributions as dist
 import torch
-from bayesnas.guides.base import ExpectationGuide, _init_value
 from torch import nn
 
+from bayesnas.guides.base import ExpectationGuide, _init_value
+from bayesnas.guides.state import NamedSiteState
 from bayesnas.nn.parameter_layout import ParameterLayout
 from bayesnas.sites import SiteSpec
 
@@ -66,6 +67,7 @@ class NormalGuide(ExpectationGuide):
     """
 
     family = "normal"
+    theta_field = "loc"
 
     def __init__(
         self,
@@ -111,6 +113,11 @@ class NormalGuide(ExpectationGuide):
         """μ and log σ² of every site (those that are learnable), the tensors Adam steps."""
         pairs = zip(self.thetas, self.log_sigma2s, strict=True)
         return [p for pair in pairs for p in pair if p.requires_grad]
+
+    def _site_fields(self) -> dict[str, tuple[str, str]]:
+        """State keys ``sites.<site>.loc`` (μ) and ``sites.<site>.log_sigma2``."""
+        log_sigma2s = {f"log_sigma2s.{i}": (name, "log_sigma2") for i, name in enumerate(self.specs)}
+        return {**super()._site_fields(), **log_sigma2s}
 
     # -- family-specific ----------------------------------------------------------------
     def distribution(self, name: str) -> dist.Distribution:
@@ -166,7 +173,7 @@ class NormalGuide(ExpectationGuide):
         return torch.optim.Adam
 
 
-class NormalWeightGuide(nn.Module):
+class NormalWeightGuide(NamedSiteState):
     """q(w) = Π N(μ_w, σ²_w) over the parameters of an ``nn.Module`` (vinnas2020 eq. 5).
 
     Per tensor (default): one Normal site per parameter of ``module``, named
@@ -184,6 +191,9 @@ class NormalWeightGuide(nn.Module):
     μ starts at the module's own initial values (vinnas2020 §V-A uses Xavier uniform for the
     means: initialise the module so), log σ² at −10. The sites are weights, not arch sites:
     run this guide outside the arch plate.
+
+    ``state_dict()`` keys μ and log σ² by site, ``sites.<site>.loc`` / ``sites.<site>.log_sigma2``
+    (:mod:`bayesnas.guides.state`).
 
     Minimal by design: every parameter of the module (or those named in ``include``) is
     covered; layers whose forward does not go through :mod:`bayesnas.nn.lrt` still work with
@@ -225,6 +235,14 @@ class NormalWeightGuide(nn.Module):
         self.log_sigma2s = nn.ParameterList(
             nn.Parameter(torch.full_like(t, float(init_log_sigma2))) for t in init
         )
+
+    def _site_fields(self) -> dict[str, tuple[str, str]]:
+        """State keys ``sites.<site>.loc`` and ``sites.<site>.log_sigma2`` (site i ↔ entry i)."""
+        names = self.site_names
+        return {
+            **{f"locs.{i}": (site, "loc") for i, site in enumerate(names)},
+            **{f"log_sigma2s.{i}": (site, "log_sigma2") for i, site in enumerate(names)},
+        }
 
     def site_name(self, param_name: str) -> str:
         """The site that holds a parameter (with ``flat=True``, the one site)."""

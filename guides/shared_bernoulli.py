@@ -7,9 +7,9 @@ from typing import Any
 
 import pyro.distributions as dist
 import torch
-from bayesnas.guides.base import ExpectationGuide, _init_value, check_init
 from torch import nn
 
+from bayesnas.guides.base import ExpectationGuide, _init_value, check_init
 from bayesnas.sites import SiteSpec
 
 __all__ = ["SharedBernoulliGuide", "rate_optimizers"]

@@ -4,7 +4,13 @@ from bayesnas.models.activation_select import ActivationSelectMLP
 from bayesnas.models.densenet_connections import DenseNetConnections
 from bayesnas.models.inpainting_space import InpaintingSearchSpace
 from bayesnas.models.layer_skip import LayerSkipMLP
-from bayesnas.models.registry import SearchSpace, available_spaces, get_space
+from bayesnas.models.registry import (
+    SearchSpace,
+    available_spaces,
+    get_space,
+    register_space,
+    unregister_space,
+)
 from bayesnas.models.stochastic_net import StochasticNetMLP
 from bayesnas.models.unit_select import UnitSelectMLP
 from bayesnas.models.vinnas_space import VinnasSearchSpace
@@ -20,4 +26,6 @@ __all__ = [
     "VinnasSearchSpace",
     "available_spaces",
     "get_space",
+    "register_space",
+    "unregister_space",
 ]

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from bayesnas.models.layer_skip import init_linear_
 from torch import nn
 
 from bayesnas import sites
+from bayesnas.models.layer_skip import init_linear_
 
 
 def check_int(name: str, value: object, low: int) -> int:

@@ -25,7 +25,31 @@ class SearchSpace:
     description: str
 
 
+#: Spaces added with :func:`register_space` (a user's own, or a test's), after the built-in ones.
+_REGISTERED: dict[str, SearchSpace] = {}
+
+
+def register_space(space: SearchSpace) -> SearchSpace:
+    """Make ``space`` known by name to ``get_space``, the runner and the command line of this
+    process; returns it. A built-in name cannot be taken."""
+    if space.name in _builtin_spaces():
+        raise ValueError(f"{space.name!r} names a built-in search space; choose another name.")
+    _REGISTERED[space.name] = space
+    return space
+
+
+def unregister_space(name: str) -> None:
+    """Forget a space added with :func:`register_space`."""
+    if name not in _REGISTERED:
+        raise ValueError(f"No registered search space {name!r}. Registered: {sorted(_REGISTERED)}.")
+    del _REGISTERED[name]
+
+
 def _spaces() -> dict[str, SearchSpace]:
+    return {**_builtin_spaces(), **_REGISTERED}
+
+
+def _builtin_spaces() -> dict[str, SearchSpace]:
     from bayesnas.models.activation_select import ActivationSelectMLP
     from bayesnas.models.cell_space import CellSearchSpace
     from bayesnas.models.densenet_connections import DenseNetConnections

@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from bayesnas.models.layer_skip import build_skippable_layers, skippable_layer_costs
 from torch import nn
 
 from bayesnas import sites
+from bayesnas.models.layer_skip import build_skippable_layers, skippable_layer_costs
 
 
 def _check_int(name: str, value: object, low: int, why: str = "") -> int:

@@ -4,14 +4,12 @@ unit selection under a complexity penalty (saito2018 §4.1)."""
 import pytest
 import torch
 import torch.nn.functional as F
-from bayesnas.guides import FixedGuide, auto_guide
-from bayesnas.models.activation_select import ActivationSelectMLP
-from bayesnas.models.unit_select import UnitSelectMLP
 from pyro import poutine
 from torch import nn
 from torch.testing import assert_close
 
 from bayesnas import sites
+from bayesnas.guides import FixedGuide, auto_guide
 from bayesnas.infer import (
     ArchitectureSearch,
     ExpectedLoss,
@@ -19,6 +17,8 @@ from bayesnas.infer import (
     predict_deterministic,
     predict_stochastic,
 )
+from bayesnas.models.activation_select import ActivationSelectMLP
+from bayesnas.models.unit_select import UnitSelectMLP
 
 SITE = {ActivationSelectMLP: "activation", UnitSelectMLP: "units"}
 

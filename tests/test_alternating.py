@@ -4,9 +4,8 @@ import copy
 
 import pytest
 import torch
-from bayesnas.guides import auto_guide
-from bayesnas.models import get_space
 
+from bayesnas.guides import auto_guide
 from bayesnas.infer import (
     AlternatingArchitectureSearch,
     ArchitectureSearch,
@@ -14,6 +13,7 @@ from bayesnas.infer import (
     RankingNaturalGradientLoss,
     frozen_batchnorm_statistics,
 )
+from bayesnas.models import get_space
 
 
 def _setup(seed=0, lr_theta=0.05):
@@ -122,7 +122,7 @@ def test_recalibrated_batchnorm_holds_the_statistics_of_the_path_then_restores_t
 
 
 def test_cutout_reaches_the_weight_batches_only(tmp_path, monkeypatch):
-    from bayesnas.runner import SearchConfig, run_search
+    from bayesnas.methods.search import SearchConfig, run_search
 
     seen = {"weight": [], "theta": []}
     original = AlternatingArchitectureSearch.step
@@ -143,7 +143,7 @@ def test_cutout_reaches_the_weight_batches_only(tmp_path, monkeypatch):
 
 def test_a_fixed_network_is_evaluated_with_its_own_statistics(tmp_path):
     """No recalibration for a fixed network: its most likely and averaged predictions agree."""
-    from bayesnas.runner import SearchConfig, run_search
+    from bayesnas.methods.search import SearchConfig, run_search
 
     res = run_search(SearchConfig(space="enas-cells", dataset="digits", epochs=1, batch_size=64,
                                   method="fixed", num_samples=1, stochastic_samples=2,

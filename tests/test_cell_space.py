@@ -6,9 +6,9 @@ import sys
 
 import pytest
 import torch
-from bayesnas.models import get_space
 from pyro import poutine
 
+from bayesnas.models import get_space
 from bayesnas.nn import OPS, CellNetwork, decode_genotype, encode_genotype, unused_nodes
 from bayesnas.sites import arch_plate, architecture_to_tensors, discover_sites
 
@@ -103,7 +103,7 @@ def test_stand_alone_network_runs_from_the_json_alone_without_pyro(tmp_path):
 
 
 def test_search_on_digits_keeps_every_theta_row_on_the_clipped_simplex(tmp_path):
-    from bayesnas.runner import SearchConfig, run_search
+    from bayesnas.methods.search import SearchConfig, run_search
 
     run_search(SearchConfig(space="enas-cells", dataset="digits", epochs=1, batch_size=64, seed=0,
                             stochastic_samples=2, space_options={"channels": 4, "normal_cells": 1}),

@@ -3,12 +3,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from bayesnas.guides import auto_guide
-from bayesnas.models.densenet_connections import DenseNetConnections
 from pyro import poutine
 
 from bayesnas.data import as_tensors, load_dataset
+from bayesnas.guides import auto_guide
 from bayesnas.infer import ArchitectureSearch, RankingNaturalGradientLoss
+from bayesnas.models.densenet_connections import DenseNetConnections
 from bayesnas.sites import arch_plate, discover_sites
 
 TINY = dict(growth=3, layers_per_block=3, blocks=3, stem_channels=4)

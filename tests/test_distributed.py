@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from bayesnas.distributed import Context
-from bayesnas.runner import SearchConfig, SearchRun, run_search
+from bayesnas.methods.search import SearchConfig, SearchRun, run_search
+from bayesnas.runs.distributed import Context
 
 
 def _spawn(fn, args: tuple, *, world: int = 2, seconds: float = 300.0) -> None:
@@ -148,7 +148,7 @@ def test_a_global_batch_is_split_evenly_or_refused():
 
 @pytest.mark.skipif(torch.cuda.device_count() > 1, reason="the node has a GPU for LOCAL_RANK=1")
 def test_a_cuda_run_with_more_processes_than_gpus_is_refused_with_the_rule(monkeypatch):
-    from bayesnas.distributed import setup
+    from bayesnas.runs.distributed import setup
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
@@ -192,7 +192,6 @@ def _family_trajectory(family: str, ctx: Context) -> dict:
     trace = []
     if family == "categorical":
         from bayesnas.guides import CategoricalGuide
-
         from bayesnas.infer import ArchitectureSearch, RankingNaturalGradientLoss
         from bayesnas.sites import discover_sites
 
@@ -209,9 +208,8 @@ def _family_trajectory(family: str, ctx: Context) -> dict:
         weights = model.state_dict()
     elif family == "nes":  # a tiny weight-sharing ResNet on 8×8 images, channels searched
         from bayesnas.guides import GaussianGuide
-        from bayesnas.models.width_space import WidthSearchSpace
-
         from bayesnas.infer import NESArchitectureSearch, NESLoss
+        from bayesnas.models.width_space import WidthSearchSpace
         from bayesnas.nn.width_backbones import ResNetSupernet
         from bayesnas.sites import discover_sites
 
@@ -243,7 +241,7 @@ def _family_trajectory(family: str, ctx: Context) -> dict:
 
 def _family_worker(rank: int, world: int, port: int, family: str, out: str) -> None:
     _join(rank, world, port)
-    from bayesnas.distributed import setup
+    from bayesnas.runs.distributed import setup
 
     ctx = setup("cpu")
     torch.save(_family_trajectory(family, ctx), Path(out) / f"{family}_rank{rank}.pt")
@@ -274,10 +272,10 @@ def _run_worker(rank: int, world: int, port: int, driver: str, out: str, record:
     """A whole ``run_nes`` or ``run_vinnas`` (the tiny configs of their tests) on one rank."""
     _join(rank, world, port)
     if driver == "nes":
-        from bayesnas.nes import run_nes as run
+        from bayesnas.methods.nes import run_nes as run
         from tests.test_nes_run import _config as config
     else:
-        from bayesnas.vinnas import run_vinnas as run
+        from bayesnas.methods.vinnas import run_vinnas as run
         from tests.test_vinnas_run import _config as config
     torch.save(run(config(), out=out, progress=False), Path(record) / f"{driver}_rank{rank}.pt")
     torch.distributed.destroy_process_group()

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from bayesnas.runner import SearchConfig, run_search
+from bayesnas.methods.search import SearchConfig, run_search
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -62,9 +62,8 @@ def test_variational_search_of_vinnas_cells_runs_on_the_gpu():
     """vinnas2020: Bayesian weights with the local reparameterization, α by SVI, on CUDA; the
     exported genotype's stand-alone network runs there too."""
     from bayesnas.guides import NormalGuide
-    from bayesnas.models import VinnasSearchSpace
-
     from bayesnas.infer.variational import VariationalArchitectureSearch
+    from bayesnas.models import VinnasSearchSpace
     from bayesnas.sites import discover_sites
 
     torch.manual_seed(0)

@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-from bayesnas.guides import BernoulliGuide, CategoricalGuide, FixedGuide, auto_guide
 
+from bayesnas.guides import BernoulliGuide, CategoricalGuide, FixedGuide, auto_guide
 from bayesnas.sites import SiteSpec, discover_sites
 from tests.toy_models import MixedToy
 

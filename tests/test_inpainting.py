@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from bayesnas.guides import auto_guide
-from bayesnas.models import InpaintingSearchSpace
 from pyro import poutine
 
+from bayesnas.guides import auto_guide
 from bayesnas.handlers import seeded_arch
 from bayesnas.infer import AlternatingArchitectureSearch, RankingNaturalGradientLoss
 from bayesnas.infer.losses import guide_log_prob, per_architecture_loss
-from bayesnas.inpainting import InpaintingConfig, InpaintingData, load_images, run_inpainting
+from bayesnas.methods.inpainting import InpaintingConfig, InpaintingData, load_images, run_inpainting
+from bayesnas.models import InpaintingSearchSpace
 from bayesnas.nn.cae import (
     LAYER_TYPES,
     CAESearchNetwork,
@@ -302,7 +302,7 @@ def _rows(path):
 
 @pytest.mark.parametrize("kill_at", [2, 5], ids=["in-search", "in-retrain"])
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, monkeypatch, digits, kill_at):
-    import bayesnas.inpainting as inpainting
+    import bayesnas.methods.inpainting as inpainting
 
     full = run_inpainting(_tiny(), out=tmp_path / "full", progress=False, data=digits)
     original = inpainting.save_checkpoint
@@ -328,7 +328,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, mo
     for log in ("search/metrics.jsonl", "retrain-searched/metrics.jsonl"):
         assert _rows(tmp_path / "cut" / log) == _rows(tmp_path / "full" / log)
     assert len(_rows(tmp_path / "full" / "search" / "metrics.jsonl")) == 3
-    # The posterior after every search epoch (and at the start), as bayesnas.runner logs it.
+    # The posterior after every search epoch (and at the start), as bayesnas.methods.search logs it.
     history = (tmp_path / "full" / "posterior_history.jsonl").read_text()
     assert (tmp_path / "cut" / "posterior_history.jsonl").read_text() == history
     rows = [json.loads(line) for line in history.splitlines()]

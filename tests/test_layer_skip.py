@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from bayesnas.models import LayerSkipMLP, layer_skip
-from bayesnas.models.layer_skip import init_linear_
 from pyro import poutine
 
+from bayesnas.models import LayerSkipMLP, layer_skip
+from bayesnas.models.layer_skip import init_linear_
 from bayesnas.sites import arch_plate
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from bayesnas.guides import BernoulliGuide, CategoricalGuide, GuideList, auto_guide
 
+from bayesnas.guides import BernoulliGuide, CategoricalGuide, GuideList, auto_guide
 from bayesnas.handlers import seeded_arch
 from bayesnas.infer import ExpectedLoss, RankingNaturalGradientLoss
 from bayesnas.sites import discover_sites

@@ -8,13 +8,14 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from bayesnas.guides import GaussianGuide, auto_guide
 from pyro import poutine
 
 from bayesnas import sites
 from bayesnas.analysis import GaussianIntegerMarginal, marginal_from_summary
+from bayesnas.guides import GaussianGuide, auto_guide
 from bayesnas.infer.losses import guide_log_prob
-from bayesnas.infer.nes import NESArchitectureSearch, NESLoss, grid_values, linear_decay
+from bayesnas.infer.nes import NESArchitectureSearch, NESLoss, grid_values
+from bayesnas.infer.schedules import linear_decay
 from bayesnas.infer.utility import baseline_difference_utility
 from bayesnas.optim import GaussianNaturalGradient
 from bayesnas.sites import IntegerGrid, arch_plate, discover_sites
@@ -58,7 +59,8 @@ def test_integer_grid_rounds_down_and_clips_every_real_into_range():
 def test_integer_sites_are_discovered_and_the_model_sees_grid_values_only():
     specs = discover_sites(toy)
     assert {n: (s.family, s.grid) for n, s in specs.items()} == {
-        "a": ("integer", IntegerGrid(0, 40, 1, 5)), "b": ("integer", IntegerGrid(0, 40, 2, 30))}
+        "a": ("gaussian-integer", IntegerGrid(0, 40, 1, 5)),
+        "b": ("gaussian-integer", IntegerGrid(0, 40, 2, 30))}
     seen = {}
 
     def model():

@@ -1,4 +1,4 @@
-"""The nes2019 run (bayesnas.nes): artifacts, budgets, uniform baselines, exact resume, and an
+"""The nes2019 run (bayesnas.methods.nes): artifacts, budgets, uniform baselines, exact resume, and an
 exported architecture that rebuilds a plain network."""
 
 import functools
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bayesnas.data.tensors import load_tensors
-from bayesnas.nes import (
+from bayesnas.methods.nes import (
     NesConfig,
     NesRun,
     fit_to_budget,
@@ -240,7 +240,7 @@ def test_fit_budget_false_exports_the_mode_itself(tmp_path, data):
 def test_a_latency_budget_priced_with_a_given_table(tmp_path, data):
     """One table for a whole study: the run prices with it (and keeps its own copy) instead of
     measuring; a path that is not a file is refused with the rule and the value."""
-    from bayesnas.nes import measure_latency_table
+    from bayesnas.methods.nes import measure_latency_table
     from bayesnas.resources.latency import LatencyTable
 
     reference = make_backbone(_config(), data.input_shape, data.num_classes, search_resolution=True,

@@ -7,7 +7,6 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from bayesnas.guides import CategoricalGuide, GuideList, NormalGuide, NormalWeightGuide, auto_guide
 from pyro import poutine
 from pyro.infer import SVI, TraceMeanField_ELBO
 from pyro.nn import PyroModule, PyroSample
@@ -17,6 +16,7 @@ from bayesnas import sites
 from bayesnas.analysis.marginals import NormalStrengthMarginal
 from bayesnas.analysis.posterior import Posterior
 from bayesnas.distributions import LogUniform, kl_normal_log_uniform
+from bayesnas.guides import CategoricalGuide, GuideList, NormalGuide, NormalWeightGuide, auto_guide
 from bayesnas.handlers import local_reparameterization
 from bayesnas.nn import lrt
 from bayesnas.sites import SiteSpec, arch_plate, discover_sites

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from bayesnas.cli import main
+from bayesnas.methods.retrain import RetrainConfig, RetrainRun, run_retrain
 from bayesnas.nn.cell_network import CellNetwork, decode_genotype, drop_path, random_genotype
 from bayesnas.nn.cell_ops import OPS
-from bayesnas.retrain import RetrainConfig, RetrainRun, run_retrain
 
 
 def _genotype(seed=0):

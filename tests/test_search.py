@@ -5,11 +5,11 @@ import json
 
 import pytest
 import torch
-from bayesnas.guides import auto_guide
 
 from bayesnas.cli import main
+from bayesnas.guides import auto_guide
 from bayesnas.infer import ArchitectureSearch, RankingNaturalGradientLoss
-from bayesnas.runner import SearchConfig, run_search
+from bayesnas.methods.search import SearchConfig, run_search
 from tests.toy_models import HammingToy
 
 
@@ -43,7 +43,7 @@ ALTERNATING = dict(alternate=True, lr_schedule="cosine", clip_norm=5.0, nesterov
 
 @pytest.mark.parametrize("options", [{}, ALTERNATING], ids=["joint", "alternating"])
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, monkeypatch, options):
-    from bayesnas.runner import SearchRun
+    from bayesnas.methods.search import SearchRun
 
     config = functools.partial(_config, **options)
     full = run_search(config(), out=tmp_path / "full", progress=False)

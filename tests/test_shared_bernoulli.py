@@ -7,17 +7,18 @@ import math
 import pyro
 import pytest
 import torch
-from bayesnas.guides import BernoulliGuide, GuideList, SharedBernoulliGuide, auto_guide
-from bayesnas.models.stochastic_net import StochasticNetMLP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyro import poutine
 
 from bayesnas import sites
 from bayesnas.analysis import Posterior, SharedBernoulliMarginal
+from bayesnas.families import NaturalGradientOptions
+from bayesnas.guides import BernoulliGuide, GuideList, SharedBernoulliGuide, auto_guide
 from bayesnas.handlers import seeded_arch
 from bayesnas.infer import ArchitectureSearch, RankingNaturalGradientLoss
 from bayesnas.infer.predict import predict_deterministic
+from bayesnas.models.stochastic_net import StochasticNetMLP
 from bayesnas.optim import BernoulliNaturalGradient, SharedBernoulliNaturalGradient
 from bayesnas.sites import SiteSpec, arch_plate, architecture_to_tensors, discover_sites
 
@@ -393,7 +394,8 @@ def test_search_raises_a_useful_rate_and_lowers_a_harmful_one(adaptive):
     search = ArchitectureSearch(
         model, guide, RankingNaturalGradientLoss(num_samples=2),
         weight_optimizer=torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1),
-        arch_optimizers=guide.make_optimizers(adaptive=adaptive),
+        arch_optimizers=guide.make_optimizers(
+            {"shared-bernoulli": NaturalGradientOptions(adaptive=adaptive)}),
         generator=torch.Generator().manual_seed(0),
     )
     for _ in range(100):

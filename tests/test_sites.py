@@ -5,13 +5,12 @@ import torch
 from pyro import poutine
 
 from bayesnas import sites
+from bayesnas.runs import load_architecture, save_architecture
 from bayesnas.sites import (
     arch_plate,
     architecture_to_tensors,
     discover_sites,
     fixed_architecture,
-    load_architecture,
-    save_architecture,
 )
 from tests.toy_models import MixedToy
 

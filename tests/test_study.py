@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from bayesnas.runner import SearchConfig
-from bayesnas.study import Arm, available_cpus, run_study
+from bayesnas.methods.search import SearchConfig
+from bayesnas.methods.study import Arm, available_cpus, run_study
 
 
 def _arms():
@@ -39,8 +39,8 @@ def test_run_all_runs_any_importable_task_in_processes_and_keeps_the_order(tmp_p
     """VINNAS seeds through ``run_all(task=run_vinnas_resumably)``: two processes give the
     results of one after another (same thread count), in the order of the runs; a second call
     reads the finished runs back."""
-    from bayesnas.study import run_all
-    from bayesnas.vinnas import VinnasConfig, run_vinnas_resumably
+    from bayesnas.methods.study import run_all
+    from bayesnas.methods.vinnas import VinnasConfig, run_vinnas_resumably
 
     def runs(root):
         base = VinnasConfig(dataset="digits", channels=2, epochs=2, warmup_epochs=1, batch_size=16,
@@ -69,7 +69,7 @@ def test_jobs_must_be_a_positive_integer(tmp_path):
 
 
 def test_gap_and_standard_error_closed_form():
-    from bayesnas.study import gap_and_standard_error
+    from bayesnas.methods.study import gap_and_standard_error
 
     gap, se = gap_and_standard_error([3.0, 5.0], [1.0, 2.0, 3.0])
     # means 4 and 2; sample variances 2 and 1: se = sqrt(2/2 + 1/3)
@@ -79,6 +79,6 @@ def test_gap_and_standard_error_closed_form():
 
 
 def test_a_claim_needs_a_gap_of_two_standard_errors():
-    from bayesnas.study import separated
+    from bayesnas.methods.study import separated
 
     assert separated(2.0, 1.0) and not separated(1.9, 1.0) and not separated(1.0, float("nan"))

@@ -10,7 +10,6 @@ import pyro.distributions as dist
 import pytest
 import torch
 import torch.nn.functional as F
-from bayesnas.guides import NormalGuide, NormalWeightGuide
 from pyro import poutine
 from pyro.infer import TraceMeanField_ELBO
 from pyro.nn import PyroModule, PyroSample
@@ -18,14 +17,10 @@ from torch import nn
 
 from bayesnas import sites
 from bayesnas.distributions import LogUniform, kl_normal_log_uniform
-from bayesnas.handlers import ScaleSitesMessenger, scale_sites
-from bayesnas.infer import (
-    VariationalArchitectureSearch,
-    VariationalSearchELBO,
-    cosine_lr,
-    linear_ramp,
-    smoothed_categorical_log_prob,
-)
+from bayesnas.guides import NormalGuide, NormalWeightGuide
+from bayesnas.handlers import ScaleSitesMessenger, scale_sites, smoothed_categorical_log_prob
+from bayesnas.infer import VariationalArchitectureSearch, VariationalSearchELBO
+from bayesnas.infer.schedules import cosine_lr, linear_ramp
 from bayesnas.nn import lrt
 from bayesnas.runs import load_checkpoint, save_checkpoint
 from bayesnas.sites import SiteSpec, arch_plate

@@ -1,4 +1,4 @@
-"""The vinnas2020 §V experiment run (bayesnas.vinnas): artifacts, exact resume, genotypes that
+"""The vinnas2020 §V experiment run (bayesnas.methods.vinnas): artifacts, exact resume, genotypes that
 rebuild a stand-alone network without Pyro, and config validation."""
 
 import json
@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
+from bayesnas.methods.vinnas import VinnasConfig, VinnasRun, load_data, random_genotype, run_vinnas
 from bayesnas.nn.vinnas_cells import VinnasNetwork, decode_genotype
-from bayesnas.vinnas import VinnasConfig, VinnasRun, load_data, random_genotype, run_vinnas
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,7 @@ def test_bayesian_retraining_counts_the_parameters_left_after_pruning(tmp_path, 
 
 
 def test_pruning_threshold_zeroes_weights_with_large_log_alpha(tmp_path, data):
-    from bayesnas.vinnas import _BayesianWeights
+    from bayesnas.methods.vinnas import _BayesianWeights
 
     net = VinnasNetwork(genotype=random_genotype(kinds=("reduce",), num_states=2,
                                                  generator=torch.Generator().manual_seed(0)), channels=2)

@@ -6,13 +6,13 @@ import time
 import pyro
 import pytest
 import torch
-from bayesnas.guides import NormalGuide
-from bayesnas.models.vinnas_space import WEIGHT_PREFIX, VinnasSearchSpace, site_name
 from pyro import poutine
 from pyro.infer import TraceMeanField_ELBO
 
 from bayesnas.analysis.marginals import NormalStrengthMarginal
+from bayesnas.guides import NormalGuide
 from bayesnas.handlers import local_reparameterization
+from bayesnas.models.vinnas_space import WEIGHT_PREFIX, VinnasSearchSpace, site_name
 from bayesnas.nn.vinnas_cells import LAYOUTS, VinnasNetwork, cell_edges, parse_cells, resolve_layout
 from bayesnas.nn.vinnas_ops import OPS, ZERO_INDEX, make_op
 from bayesnas.sites import arch_plate, discover_sites

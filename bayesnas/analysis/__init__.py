@@ -50,7 +50,6 @@ from bayesnas.analysis.marginals import (
     SharedBernoulliMarginal,
     SiteMarginal,
     marginal_from_summary,
-    register_family,
 )
 from bayesnas.analysis.posterior import Posterior, as_posterior
 from bayesnas.analysis.winner import two_normal_winner_probability, winner_probabilities
@@ -88,7 +87,6 @@ __all__ = [
     "plot_cae_genotype",
     "plot_genotype",
     "vinnas_strengths",
-    "register_family",
     "two_normal_winner_probability",
     "winner_probabilities",
 ]

@@ -18,14 +18,15 @@ normal              μ, σ per op (``choices``)            the op whose strength
 fixed               ``value``                           the value itself (a point mass)
 ==================  ==================================  ====================================
 
-A family is added with :func:`register_family`; :func:`marginal_from_summary` reads the
-entries a guide's ``summary()`` writes to ``posterior.json``.
+A family names its marginal class (:class:`bayesnas.families.Family.marginal`);
+:func:`marginal_from_summary` reads the entries a guide's ``summary()`` writes to
+``posterior.json`` through it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -40,7 +41,6 @@ __all__ = [
     "GaussianIntegerMarginal",
     "NormalStrengthMarginal",
     "FixedMarginal",
-    "register_family",
     "marginal_from_summary",
 ]
 
@@ -416,25 +416,15 @@ class FixedMarginal(SiteMarginal):
         return cls(name, entry["value"], edges=entry.get("edges"))
 
 
-_FAMILIES: dict[str, Callable[[str, Mapping[str, Any]], SiteMarginal]] = {}
-
-
-def register_family(family: str, reader: Callable[[str, Mapping[str, Any]], SiteMarginal]) -> None:
-    """Teach :func:`marginal_from_summary` a new family: ``reader(name, entry) -> SiteMarginal``."""
-    _FAMILIES[family] = reader
-
-
-for _cls in (BernoulliMarginal, SharedBernoulliMarginal, CategoricalMarginal,
-             GaussianIntegerMarginal, NormalStrengthMarginal, FixedMarginal):
-    register_family(_cls.family, _cls.from_summary)
-
-
 def marginal_from_summary(name: str, entry: Mapping[str, Any]) -> SiteMarginal:
-    """The marginal of one ``posterior.json`` entry (a guide's ``summary()[name]``)."""
+    """The marginal of one ``posterior.json`` entry (a guide's ``summary()[name]``), read by the
+    marginal its family registered (:mod:`bayesnas.families`)."""
+    from bayesnas.families import get_family
+
     family = entry.get("family")
-    if family not in _FAMILIES:
-        raise ValueError(
-            f"Site {name!r} has family {family!r}, which the analysis does not know. "
-            f"Known families: {', '.join(sorted(_FAMILIES))}."
-        )
-    return _FAMILIES[family](name, entry)
+    try:
+        marginal = get_family(family).marginal
+    except (ValueError, NotImplementedError) as err:
+        raise ValueError(f"Site {name!r} has family {family!r}, which the analysis cannot read: "
+                         f"{err}") from None
+    return marginal.from_summary(name, entry)

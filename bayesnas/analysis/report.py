@@ -9,12 +9,12 @@ A report reads what a search run wrote (``config.json``, ``metrics.jsonl``,
 the configuration, the curves, the architecture, the credible set and the test metrics. A
 run that was killed before it finished still gets a report of what it has.
 
-A VINNAS run (:mod:`bayesnas.vinnas`) exports two genotypes instead of ``genotype.json``:
+A VINNAS run (:mod:`bayesnas.methods.vinnas`) exports two genotypes instead of ``genotype.json``:
 ``genotype_snr.json`` (the positive SNR μ/σ², vinnas2020 §IV-C) and ``genotype_magnitude.json``
 (the posterior mean μ); the report draws and tabulates the chosen cells of each that exists,
 with the SNR and the mixing weight of every kept op where the posterior is there.
 
-An inpainting run (:mod:`bayesnas.inpainting`) keeps its per-epoch metrics in
+An inpainting run (:mod:`bayesnas.methods.inpainting`) keeps its per-epoch metrics in
 ``search/metrics.jsonl``; the report reads them from there when the run has no top-level
 ``metrics.jsonl``, and shows the PSNR / SSIM of its re-trained networks.
 """
@@ -40,7 +40,7 @@ from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.posterior import Posterior
 from bayesnas.nn import cae
 from bayesnas.nn.cell_network import decode_genotype, input_labels, unused_nodes
-from bayesnas.runs import MetricsLog, atomic_write_text, read_json
+from bayesnas.runs import MetricsLog, atomic_write_text, read_json, run_kind
 
 __all__ = ["RunRecord", "Comparison", "load_run", "write_report", "compare_runs", "compare_groups"]
 
@@ -62,9 +62,11 @@ class RunRecord:
     genotype: dict[str, Any] | None = None
     #: a VINNAS run's exported genotypes by selection (``"snr"``, ``"magnitude"``), those that exist.
     vinnas_genotypes: dict[str, Any] = field(default_factory=dict)
+    #: the method that wrote the run (``config.json["kind"]``; inferred for older directories).
+    kind: str = "search"
 
 
-#: A VINNAS run's selections (:data:`bayesnas.vinnas.SELECTIONS`' file stems): (file, what ranks).
+#: A VINNAS run's selections (:data:`bayesnas.methods.vinnas.SELECTIONS`' file stems): (file, what ranks).
 #: "magnitude" is the criterion ``"mean"`` of ``VinnasSearchSpace.genotype``: the signed μ, not
 #: |μ|, since α enters a sign-sensitive softmax and a large negative μ switches an op off.
 VINNAS_SELECTIONS = {
@@ -92,8 +94,9 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
     summary = _read_optional(path / "posterior.json")
     posterior = Posterior.from_summary(summary) if summary else (history[-1][1] if history else None)
     config = read_json(path / "config.json")
+    kind = run_kind(config)
     vinnas = {}
-    if _is_vinnas(config):  # only a VINNAS run's files: another run's genotype_*.json mean nothing here
+    if kind == "vinnas":  # only a VINNAS run's files: another run's genotype_*.json mean nothing here
         vinnas = {name: g for name, (file, _) in VINNAS_SELECTIONS.items()
                   if (g := _read_optional(path / file)) is not None}
     return RunRecord(
@@ -106,6 +109,7 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
         history=history,
         genotype=_read_optional(path / "genotype.json"),
         vinnas_genotypes=vinnas,
+        kind=kind,
     )
 
 
@@ -257,7 +261,7 @@ def _make_figures(run: RunRecord, fig_dir: Path) -> list[tuple[Path, str]]:
             pass
 
     if run.metrics:
-        draw("learning_curves", "Training MSE of the search per epoch." if _is_inpainting(run.config)
+        draw("learning_curves", "Training MSE of the search per epoch." if run.kind == "inpainting"
              else "Training loss and validation / test error per epoch.",
              plots.plot_learning_curves, run.metrics)
     if run.history:
@@ -461,32 +465,22 @@ def _vinnas_genotype_section(doc: _Document, run: RunRecord, name: str) -> None:
     doc.table(header, rows)
 
 
-def _is_inpainting(config: Mapping[str, Any]) -> bool:
-    return "space" not in config and "mask" in config
-
-
-def _is_vinnas(config: Mapping[str, Any]) -> bool:
-    """A :mod:`bayesnas.vinnas` run: its config names a layout and γ_arch, but no space."""
-    return "space" not in config and "layout" in config and "gamma_arch" in config
-
-
-def _is_nes(config: Mapping[str, Any]) -> bool:
-    """A :mod:`bayesnas.nes` run: its config names a backbone and a budget, but no space."""
-    return "space" not in config and "backbone" in config and "budget" in config
+#: What the report's title names for each run kind, after the kind itself.
+_SUBTITLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "search": lambda c: f"{c['space']} / {c['method']}",
+    "retrain": lambda c: f"C = {c['channels']}, N = {c['normal_cells']}",
+    "inpainting": lambda c: f"mask {c['mask']}",
+    "vinnas": lambda c: f"layout {c['layout']}",
+    "nes": lambda c: f"{c['backbone']}, budget {c['budget']:g}×",
+}
 
 
 def _title(run: RunRecord) -> str:
-    """``space / method``, or what the config has instead (an inpainting run: ``inpainting /
-    mask center``; a VINNAS run: ``vinnas / layout M``; a NES run: ``nes / mobilenetv2, budget
-    0.5×``)."""
-    c = run.config
-    vinnas, nes = _is_vinnas(c), _is_nes(c)
-    space = c.get("space") or ("inpainting" if _is_inpainting(c) else "vinnas" if vinnas
-                               else "nes" if nes else None)
-    method = c.get("method") or (f"mask {c['mask']}" if _is_inpainting(c)
-                                 else f"layout {c['layout']}" if vinnas
-                                 else f"{c['backbone']}, budget {c['budget']:g}×" if nes else None)
-    what = " / ".join(str(x) for x in (space, method) if x) or "run"
+    """``space / method`` for a search; otherwise the run's kind and what its config has instead
+    (an inpainting run: ``inpainting / mask center``; a VINNAS run: ``vinnas / layout M``; a NES
+    run: ``nes / mobilenetv2, budget 0.5×``)."""
+    subtitle = _SUBTITLES[run.kind](run.config)
+    what = subtitle if run.kind == "search" else f"{run.kind} / {subtitle}"
     return f"bayesnas run: {what} ({run.path.name})"
 
 
@@ -494,9 +488,9 @@ def _progress_line(run: RunRecord) -> str:
     c = run.config
     last = run.metrics[-1] if run.metrics else {}
     on = f"on {c.get('dataset', '?')}, seed {c.get('seed', '?')}"
-    if "epochs" not in c and "search_iterations" in c:
+    if run.kind == "inpainting":
         return f"{last.get('iteration', 0)} of {c['search_iterations']} search iterations {on}."
-    if "epochs" not in c and "outer_iterations" in c:
+    if run.kind == "nes":
         return f"{last.get('epoch', 0)} of {c['outer_iterations']} outer iterations (nes2019 alg. 1) {on}."
     return f"{last.get('epoch', 0)} of {c.get('epochs', '?')} epochs {on}."
 
@@ -551,7 +545,7 @@ def write_report(run_dir: str | os.PathLike, *, credible_k: int = 10) -> dict[st
     figures = _make_figures(run, fig_dir)
     doc = _Document(_title(run))
     doc.paragraph(_progress_line(run))
-    _results_section(doc, run.results, inpainting=_is_inpainting(run.config))
+    _results_section(doc, run.results, inpainting=run.kind == "inpainting")
     if run.posterior is not None:
         _posterior_section(doc, run.posterior)
         _credible_section(doc, run.posterior, credible_k)

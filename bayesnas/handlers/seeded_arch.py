@@ -12,36 +12,13 @@ import torch
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import Message
 
-
-def _draw(
-    fn: torch.distributions.Distribution, generator: torch.Generator
-) -> torch.Tensor | None:
-    base = fn
-    while hasattr(base, "base_dist"):
-        base = base.base_dist
-    shape = fn.batch_shape + fn.event_shape
-    if isinstance(base, torch.distributions.Bernoulli):
-        probs = base.probs.detach().expand(shape)
-        u = torch.rand(shape, generator=generator, dtype=probs.dtype, device=generator.device)
-        return (u.to(probs.device) < probs).to(probs.dtype)
-    if isinstance(base, torch.distributions.Categorical):
-        probs = base.probs.detach().expand(*shape, base.probs.shape[-1])
-        flat = probs.reshape(-1, probs.shape[-1]).to(generator.device)
-        idx = torch.multinomial(flat, 1, generator=generator).squeeze(-1)
-        return idx.reshape(shape).to(probs.device)
-    if isinstance(base, torch.distributions.Normal):
-        loc, scale = (t.expand(shape) for t in (base.loc, base.scale))
-        eps = torch.randn(shape, generator=generator, dtype=loc.dtype, device=generator.device)
-        value = loc + scale * eps.to(loc.device)
-        # Pyro's own semantics: a draw of a reparameterizable distribution keeps its graph (an
-        # rsample, as SVI needs), one marked ``has_rsample_(False)`` is a constant (a score-
-        # function estimator's sample, as NES needs: nes2019 eq. 7).
-        return value if fn.has_rsample else value.detach()
-    return None  # another family (e.g. a Delta of a fixed guide): Pyro's own sampler
+from bayesnas.families import draw_seeded
 
 
 class SeededArchMessenger(Messenger):
-    """Samples every unobserved arch site (``infer["arch"]``) with ``generator``.
+    """Samples every unobserved arch site (``infer["arch"]``) with ``generator``, by the draw
+    its distribution's family registered (:func:`bayesnas.families.draw_seeded`; a distribution
+    no family draws raises instead of falling back on the global RNG).
 
     ``Message`` fields used: ``infer["arch"]`` selects the site; ``fn`` (already broadcast by
     any enclosing plate) gives the distribution and shape; ``value`` is set here, so Pyro's
@@ -55,7 +32,7 @@ class SeededArchMessenger(Messenger):
     def _pyro_sample(self, msg: Message) -> None:
         if msg["is_observed"] or msg["value"] is not None or not msg["infer"].get("arch"):
             return
-        msg["value"] = _draw(msg["fn"], self.generator)
+        msg["value"] = draw_seeded(msg["name"], msg["fn"], self.generator)
 
 
 def seeded_arch(fn=None, generator: torch.Generator | None = None):

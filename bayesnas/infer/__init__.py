@@ -3,16 +3,14 @@
 from bayesnas.infer.alternating import AlternatingArchitectureSearch
 from bayesnas.infer.batchnorm import batchnorm_layers, frozen_batchnorm_statistics, recalibrated_batchnorm
 from bayesnas.infer.losses import ExpectedLoss, RankingNaturalGradientLoss, per_architecture_loss
-from bayesnas.infer.nes import NESArchitectureSearch, NESLoss, linear_decay
+from bayesnas.infer.nes import NESArchitectureSearch, NESLoss
 from bayesnas.infer.predict import predict_deterministic, predict_stochastic
+from bayesnas.infer.schedules import cosine_lr, linear_decay, linear_ramp
 from bayesnas.infer.search import ArchitectureSearch
 from bayesnas.infer.utility import baseline_difference_utility, ranking_utility
 from bayesnas.infer.variational import (
     VariationalArchitectureSearch,
     VariationalSearchELBO,
-    cosine_lr,
-    linear_ramp,
-    smoothed_categorical_log_prob,
 )
 
 __all__ = [
@@ -35,5 +33,4 @@ __all__ = [
     "predict_stochastic",
     "ranking_utility",
     "recalibrated_batchnorm",
-    "smoothed_categorical_log_prob",
 ]

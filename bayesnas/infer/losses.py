@@ -139,7 +139,7 @@ class RankingNaturalGradientLoss(ExpectedLoss):
         costs: ``site name -> c`` complexity coefficients (same shape as the site's θ), needed
             when ``penalty != 0``.
         reduce: applied to the λ losses before they are ranked; a data-parallel run passes the
-            mean over its processes (:meth:`bayesnas.distributed.Context.mean`), so that every
+            mean over its processes (:meth:`bayesnas.runs.distributed.Context.mean`), so that every
             process ranks the losses of the whole global batch alike.
     """
 

@@ -24,6 +24,7 @@ from torch import nn
 from bayesnas.handlers import seeded_arch
 from bayesnas.infer.batchnorm import frozen_batchnorm_statistics
 from bayesnas.infer.losses import arch_samples, guide_log_prob, per_architecture_loss
+from bayesnas.infer.schedules import linear_decay
 from bayesnas.infer.utility import baseline_difference_utility
 from bayesnas.sites import arch_plate
 
@@ -72,7 +73,7 @@ class NESLoss:
         rho: ρ ≥ 0.
         reduce: applied to the classification losses of the M + 1 architectures before they
             are compared; a data-parallel run passes the mean over its processes
-            (:meth:`bayesnas.distributed.Context.mean`), so every process computes the same
+            (:meth:`bayesnas.runs.distributed.Context.mean`), so every process computes the same
             utilities and the same step of μ.
     """
 
@@ -145,15 +146,6 @@ class NESLoss:
                 "samples": arch_samples(guide_trace)}
 
 
-def linear_decay(initial: float, step: int, total: int) -> float:
-    """``initial · (1 − step/total)``: nes2019 app. B's σ and α, "linearly decay to 0"."""
-    if isinstance(total, bool) or not isinstance(total, int) or total < 1:
-        raise ValueError(f"`total` must be an integer >= 1, but got total={total!r}.")
-    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < total:
-        raise ValueError(f"`0 <= step < total` must hold, but got (step={step!r}, total={total}).")
-    return initial * (1.0 - step / total)
-
-
 class NESArchitectureSearch:
     """nes2019 algorithm 1: the weights under perturbed architectures, then H by NES, alternately.
 
@@ -176,7 +168,7 @@ class NESArchitectureSearch:
         weight_samples: architectures per weight step (eq. 8 draws one).
         clip_norm: clip the weights' gradient norm (``None``: no clipping).
         grad_reduce: called on the weights after each backward pass, before clipping; a
-            data-parallel run passes :meth:`bayesnas.distributed.Context.average_gradients`
+            data-parallel run passes :meth:`bayesnas.runs.distributed.Context.average_gradients`
             (or wraps the model in DDP instead).
     """
 

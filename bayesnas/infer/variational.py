@@ -1,8 +1,9 @@
 """vinnas2020: the search objective (eq. 8) and the alternating search loop (alg. 1).
 
-* :func:`linear_ramp` — the γ schedules ("we linearly increase the values of γ1, γ2 and γ3",
-  §IV-C; "the γs are initialised as zero", alg. 1 lines 2, 19).
-* :func:`cosine_lr` — the cosine learning rate of the weights (§V-A, "Search Settings").
+The γ schedules ("we linearly increase the values of γ1, γ2 and γ3", §IV-C; "the γs are
+initialised as zero", alg. 1 lines 2, 19) and the weights' cosine learning rate (§V-A) are
+:func:`~bayesnas.infer.schedules.linear_ramp` and :func:`~bayesnas.infer.schedules.cosine_lr`.
+
 * :class:`VariationalSearchELBO` — eq. 8 as a :class:`pyro.infer.TraceMeanField_ELBO`:
   −E_q[log p(y | x, α, w)] + γ₁·Σ KL(q(w) ‖ p(w)) + γ₂·Σ KL(q(α) ‖ p(α)) + γ₃·Σ_edges H(E_q[z]).
 * :class:`VariationalArchitectureSearch` — alg. 1: a W step on D_w, then (after the warm-up
@@ -24,152 +25,21 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import pyro.distributions as dist
 import torch
 from pyro.infer import TraceMeanField_ELBO
-from pyro.poutine.messenger import Messenger
-from pyro.poutine.runtime import Message
 from torch import nn
-from torch.distributions import Categorical, Independent
 
 from bayesnas.guides.normal import NormalGuide
+from bayesnas.handlers.likelihood import LikelihoodMessenger
 from bayesnas.handlers.local_reparameterization import local_reparameterization
 from bayesnas.handlers.scale_sites import scale_sites
+from bayesnas.infer.schedules import Schedule, check_epoch, check_nonnegative, check_positive, cosine_lr
 from bayesnas.sites import arch_plate
 
 __all__ = [
     "VariationalArchitectureSearch",
     "VariationalSearchELBO",
-    "cosine_lr",
-    "linear_ramp",
-    "smoothed_categorical_log_prob",
 ]
-
-Schedule = Callable[[int], float]
-
-
-def _check_epoch(epoch: int, what: str = "epoch") -> int:
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise ValueError(f"`{what}` must be an integer >= 0, but got {what}={epoch!r}.")
-    return epoch
-
-
-def _check_nonneg(value: float, what: str) -> float:
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not number or not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"`{what}` must be a finite number >= 0, but got {what}={value!r}.")
-    return float(value)
-
-
-def _check_positive(value: float, what: str) -> float:
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not number or not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"`{what}` must be a positive finite number, but got {what}={value!r}.")
-    return float(value)
-
-
-# -- schedules ---------------------------------------------------------------------------------
-
-
-def linear_ramp(epoch: int, *, start: int, end: int, final: float) -> float:
-    """γ at ``epoch``: 0 before ``start``, ``final·(epoch − start)/(end − start)`` from ``start``
-    to ``end``, ``final`` after (vinnas2020 §IV-C and alg. 1, lines 2 and 19: the γs start at
-    zero and grow linearly). ``start == end`` is a step to ``final`` at ``start``.
-
-    Bind the schedule with ``functools.partial(linear_ramp, start=..., end=..., final=...)``.
-    """
-    _check_epoch(epoch)
-    _check_epoch(start, "start")
-    _check_epoch(end, "end")
-    if start > end:
-        raise ValueError(f"`start <= end` must hold, but got (start={start}, end={end}).")
-    final = _check_nonneg(final, "final")
-    if epoch < start:
-        return 0.0
-    if epoch >= end:
-        return final
-    return final * (epoch - start) / (end - start)
-
-
-def cosine_lr(epoch: int, *, base: float, epochs: int, minimum: float = 0.0) -> float:
-    """Cosine annealing without restarts (Loshchilov & Hutter; vinnas2020 §V-A uses it for the
-    weights): ``minimum + (base − minimum)·(1 + cos(π·epoch/epochs))/2``, the closed form of
-    ``torch.optim.lr_scheduler.CosineAnnealingLR``. A pure function of the epoch, so a resumed
-    search cannot desynchronise it and there is no scheduler state to checkpoint."""
-    _check_epoch(epoch)
-    _check_positive(base, "base")
-    _check_nonneg(minimum, "minimum")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"`epochs` must be an integer >= 1, but got epochs={epochs!r}.")
-    if epoch > epochs:
-        raise ValueError(f"`epoch <= epochs` must hold, but got (epoch={epoch}, epochs={epochs}).")
-    return minimum + (base - minimum) * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
-
-
-# -- label smoothing and the per-datum likelihood -----------------------------------------------
-
-
-def smoothed_categorical_log_prob(
-    logits: torch.Tensor, value: torch.Tensor, smoothing: float
-) -> torch.Tensor:
-    """``Σ_k q_k log p_k`` with ``q = (1 − ε)·onehot(y) + ε/C`` (label smoothing, Müller et al.
-    2019; vinnas2020 §V-A). Minus it is ``F.cross_entropy(..., label_smoothing=ε)``."""
-    log_p = torch.log_softmax(logits, -1)
-    idx, log_p = torch.broadcast_tensors(value.long().unsqueeze(-1), log_p)
-    picked = log_p.gather(-1, idx[..., :1]).squeeze(-1)
-    return (1.0 - smoothing) * picked + smoothing * log_p.mean(-1)
-
-
-class _SmoothedCategorical(dist.Categorical):
-    """A Categorical whose ``log_prob`` is the label-smoothed log-likelihood (sampling unchanged)."""
-
-    def __init__(self, logits: torch.Tensor, smoothing: float, validate_args: bool | None = None) -> None:
-        super().__init__(logits=logits, validate_args=validate_args)
-        self.smoothing = smoothing
-
-    def expand(self, batch_shape, _instance=None):
-        # torch's Categorical.expand refuses subclasses with their own __init__.
-        logits = self.logits.expand(*torch.Size(batch_shape), self.logits.shape[-1])
-        return _SmoothedCategorical(logits, self.smoothing, validate_args=False)
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        return smoothed_categorical_log_prob(self.logits, value, self.smoothing)
-
-
-def _smoothed(fn: torch.distributions.Distribution, smoothing: float) -> torch.distributions.Distribution:
-    # Through Independent wrappers only (``classification_likelihood`` uses ``.to_event(1)``);
-    # another likelihood is returned unchanged.
-    if isinstance(fn, Independent):
-        inner = _smoothed(fn.base_dist, smoothing)
-        return fn if inner is fn.base_dist else dist.Independent(inner, fn.reinterpreted_batch_ndims)
-    if isinstance(fn, Categorical):
-        return _SmoothedCategorical(fn.logits, smoothing)
-    return fn
-
-
-class _LikelihoodMessenger(Messenger):
-    """At observed sites: label smoothing of a Categorical likelihood (ε > 0), and with
-    ``per_datum`` the scale 1/n, n = the number of data of the site (its value's elements per
-    batch element of ``fn``: N for ``classification_likelihood``'s (S, N) labels).
-
-    ``Message`` fields used: ``is_observed``, ``fn`` (replaced), ``value``, ``scale`` (divided).
-    """
-
-    def __init__(self, smoothing: float, per_datum: bool) -> None:
-        super().__init__()
-        self.smoothing = smoothing
-        self.per_datum = per_datum
-
-    def _pyro_sample(self, msg: Message) -> None:
-        if not msg["is_observed"]:
-            return
-        if self.smoothing > 0:
-            msg["fn"] = _smoothed(msg["fn"], self.smoothing)
-        if self.per_datum:
-            n = msg["value"].numel() // max(1, msg["fn"].batch_shape.numel())
-            msg["scale"] = msg["scale"] / max(1, n)
 
 
 # -- the objective -----------------------------------------------------------------------------
@@ -237,9 +107,9 @@ class VariationalSearchELBO(TraceMeanField_ELBO):
 
     def set_gammas(self, *, weights: float, arch: float, entropy: float) -> None:
         """Set γ₁ (weights' KL), γ₂ (α's KL) and γ₃ (entropy), each a finite number >= 0."""
-        self.gamma_weights = _check_nonneg(weights, "gamma_weights")
-        self.gamma_arch = _check_nonneg(arch, "gamma_arch")
-        self.gamma_entropy = _check_nonneg(entropy, "gamma_entropy")
+        self.gamma_weights = check_nonnegative(weights, "gamma_weights")
+        self.gamma_arch = check_nonnegative(arch, "gamma_arch")
+        self.gamma_entropy = check_nonnegative(entropy, "gamma_entropy")
 
     @property
     def gammas(self) -> tuple[float, float, float]:
@@ -255,7 +125,7 @@ class VariationalSearchELBO(TraceMeanField_ELBO):
 
     def _get_trace(self, model, guide, args, kwargs):
         per_datum = self.num_data is not None
-        likelihood = _LikelihoodMessenger(self.label_smoothing, per_datum)
+        likelihood = LikelihoodMessenger(self.label_smoothing, per_datum)
         model = likelihood(scale_sites(model, scales=self.site_scale))
         guide = scale_sites(guide, scales=self.site_scale)
         return super()._get_trace(model, guide, args, kwargs)
@@ -293,7 +163,7 @@ class VariationalSearchELBO(TraceMeanField_ELBO):
 def _as_schedule(value: float | Schedule, what: str) -> Schedule:
     if callable(value):
         return value
-    constant = _check_nonneg(value, what)
+    constant = check_nonnegative(value, what)
     return lambda epoch: constant
 
 
@@ -335,7 +205,7 @@ class VariationalArchitectureSearch:
         lrt: run under the local reparameterization handler.
         grad_reduce: called on each stage's parameters after its backward pass, before
             clipping and the Adam step; a data-parallel run passes
-            :meth:`bayesnas.distributed.Context.average_gradients`, so that every process
+            :meth:`bayesnas.runs.distributed.Context.average_gradients`, so that every process
             takes the step of the whole global batch and q(w), q(α) stay identical on all.
     """
 
@@ -363,15 +233,15 @@ class VariationalArchitectureSearch:
             raise TypeError(f"`arch_guide` must be a NormalGuide (q(α) of eq. 5), but got {arch_guide!r}.")
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"`epochs` must be an integer >= 1, but got epochs={epochs!r}.")
-        _check_epoch(warmup_epochs, "warmup_epochs")
+        check_epoch(warmup_epochs, "warmup_epochs")
         if warmup_epochs > epochs:
             raise ValueError(
                 "`warmup_epochs <= epochs` must hold, but got "
                 f"(warmup_epochs={warmup_epochs}, epochs={epochs})."
             )
         if clip_norm is not None:
-            _check_positive(clip_norm, "clip_norm")
-        _check_nonneg(min_weight_lr, "min_weight_lr")
+            check_positive(clip_norm, "clip_norm")
+        check_nonnegative(min_weight_lr, "min_weight_lr")
         if loss is None:
             loss = VariationalSearchELBO(arch_sites=arch_guide.site_names)
         elif set(loss.arch_sites) != set(arch_guide.site_names):
@@ -390,7 +260,7 @@ class VariationalArchitectureSearch:
             "arch": _as_schedule(gamma_arch, "gamma_arch"),
             "entropy": _as_schedule(gamma_entropy, "gamma_entropy"),
         }
-        self.weight_lr = _check_positive(weight_lr, "weight_lr")
+        self.weight_lr = check_positive(weight_lr, "weight_lr")
         self.min_weight_lr = min_weight_lr
         self.clip_norm = clip_norm
         self.lrt = lrt
@@ -426,7 +296,7 @@ class VariationalArchitectureSearch:
     # -- one step -----------------------------------------------------------------------------
     def _prepare(self, epoch: int) -> dict[str, Any]:
         """γ₁, γ₂, γ₃ from their schedules and the weights' cosine learning rate at ``epoch``."""
-        _check_epoch(epoch)
+        check_epoch(epoch)
         if epoch >= self.epochs:
             raise ValueError(f"`epoch < epochs` must hold, but got (epoch={epoch}, epochs={self.epochs}).")
         gammas = {k: float(s(epoch)) for k, s in self.schedules.items()}

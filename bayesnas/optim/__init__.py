@@ -2,10 +2,12 @@
 
 θ are plain ``nn.Parameter`` s holding expectation parameters; ``p.grad`` holds the Euclidean
 gradient of the score-function surrogate, which the optimizers precondition with the
-closed-form inverse Fisher, step, and project back into the clipped domain.
+closed-form inverse Fisher, step, and project back into the clipped domain. Every optimizer
+derives from :class:`NaturalGradientOptimizer`; every family's maths is a pure function of
+:mod:`bayesnas.optim.functional`.
 """
 
-from bayesnas.optim._base import NaturalGradientOptimizer
+from bayesnas.optim._base import AdaptiveNaturalGradient, NaturalGradientOptimizer
 from bayesnas.optim.bernoulli import BernoulliNaturalGradient
 from bayesnas.optim.categorical import CategoricalNaturalGradient
 from bayesnas.optim.functional import (
@@ -16,22 +18,19 @@ from bayesnas.optim.functional import (
     categorical_natural_gradient,
     evolution_path_update,
     fisher_trace,
-    project_bernoulli,
-    project_categorical,
-)
-from bayesnas.optim.gaussian import (
-    GaussianNaturalGradient,
     gaussian_natural_gradient,
     gaussian_variance_natural_gradient,
+    project_bernoulli,
     project_box,
-)
-from bayesnas.optim.shared_bernoulli import (
-    SharedBernoulliNaturalGradient,
+    project_categorical,
     shared_bernoulli_fisher_sqrt_image,
     shared_bernoulli_natural_gradient,
 )
+from bayesnas.optim.gaussian import GaussianNaturalGradient
+from bayesnas.optim.shared_bernoulli import SharedBernoulliNaturalGradient
 
 __all__ = [
+    "AdaptiveNaturalGradient",
     "BernoulliNaturalGradient",
     "CategoricalNaturalGradient",
     "GaussianNaturalGradient",

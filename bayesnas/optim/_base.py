@@ -1,4 +1,12 @@
-"""The natural-gradient step shared by the Bernoulli and categorical optimizers."""
+"""The natural-gradient step every optimizer of :mod:`bayesnas.optim` shares.
+
+:class:`NaturalGradientOptimizer` is the one base: eager validation of every param group, the
+step θ ← Π(θ − η F(θ)⁻¹ ∇θ surrogate) of every parameter and its lazy state. A family supplies
+its maths (:mod:`bayesnas.optim.functional`) through hooks that receive the param group and the
+parameter's position in it, so per-parameter options live in the group.
+:class:`AdaptiveNaturalGradient` adds the step-size options and the adaptive η of pdas2019
+app. C that the Bernoulli, shared-rate and categorical families share.
+"""
 
 from __future__ import annotations
 
@@ -32,15 +40,113 @@ def check_int(name: str, value: Any, low: int, *, allow_none: bool = False) -> N
 
 
 class NaturalGradientOptimizer(torch.optim.Optimizer):
-    """θ ← Π(θ − η F(θ)⁻¹ ∇θ surrogate), optionally with the adaptive η of pdas2019 app. C.
+    """θ ← Π(θ − η F(θ)⁻¹ ∇θ surrogate) for every parameter θ of a family of search distributions.
 
-    ``p.grad`` must hold the Euclidean gradient of the score-function surrogate
-    ``−(1/λ) Σᵢ uᵢ log p_θ(Mᵢ) + ε E_θ[R(M)]``
-    (see :class:`bayesnas.infer.RankingNaturalGradientLoss`).
-    Subclasses supply the family: its domain check, inverse Fisher, projection Π, the
-    F^{1/2}-image used by the adaptive step size and its number of free parameters Σ(K − 1).
+    ``p.grad`` must hold the Euclidean gradient of a score-function surrogate
+    ``−(1/λ) Σᵢ uᵢ log p_θ(xᵢ)`` (plus an optional penalty; see
+    :class:`bayesnas.infer.RankingNaturalGradientLoss`, :class:`bayesnas.infer.NESLoss`). A
+    subclass is one family and supplies, as hooks, its domain check and option validation,
+    the inverse Fisher F⁻¹, the step size η and the projection Π; the per-parameter hooks
+    receive the param group and the parameter's position ``index`` in ``group["params"]``, so a
+    per-parameter option (a shared rate's U, the σ² of a group ``[μ, σ²]``) is read from the
+    group. Constructed like any ``torch.optim.Optimizer``, from params and a defaults dict.
 
-    Options common to both families (keyword-only, per param group):
+    Parameters are stepped in the group's order, each from its own values before it moves; a
+    parameter whose ``.grad`` is None is skipped (θ and its state untouched). State:
+    ``state[p]["step"]``, the number of steps p has taken.
+    """
+
+    #: the guide family whose parameters this optimizer steps (``ExpectationGuide.family``)
+    family: str = ""
+    #: how messages name a parameter
+    param_symbol: str = "θ"
+
+    # -- family hooks ---------------------------------------------------------------------------
+    def _check_domain(self, theta: torch.Tensor) -> None:
+        """Raise unless θ lies in the family's domain (any value by default)."""
+
+    def _check_options(self, group: dict[str, Any]) -> None:
+        """Validate the group's options, resolving those whose default depends on the group."""
+        raise NotImplementedError
+
+    def _natural_gradient(
+        self, theta: torch.Tensor, grad: torch.Tensor, group: dict[str, Any], index: int
+    ) -> torch.Tensor:
+        """F(θ)⁻¹ ∇ of the parameter ``group["params"][index]``."""
+        raise NotImplementedError
+
+    def _step_size(self, group: dict[str, Any], index: int) -> float:
+        """η of the parameter ``group["params"][index]``: the group's ``lr`` by default."""
+        return float(group["lr"])
+
+    def _project(self, theta: torch.Tensor, group: dict[str, Any], index: int) -> torch.Tensor:
+        """Π: the stepped parameter back in its (clipped) domain."""
+        raise NotImplementedError
+
+    def _observe(
+        self, theta: torch.Tensor, natural: torch.Tensor, group: dict[str, Any], index: int
+    ) -> None:
+        """Called with each natural gradient before θ moves (nothing by default)."""
+
+    # -- param groups ---------------------------------------------------------------------------
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group, validating its parameters and options; a bad group is not added."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            self._setup_group(group)
+        except Exception:
+            self.param_groups.pop()
+            raise
+
+    def _setup_group(self, group: dict[str, Any]) -> None:
+        for p in group["params"]:
+            if not p.is_floating_point():
+                raise ValueError(
+                    f"{self.param_symbol} must be a floating-point tensor, but got dtype={p.dtype}."
+                )
+            self._check_domain(p.detach())
+        self._check_options(group)
+
+    # -- step -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One natural-gradient descent step per group; returns the closure's loss, if any."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._step_group(group)
+        return loss
+
+    def _step_group(self, group: dict[str, Any]) -> bool:
+        """Step every parameter of ``group`` that has a gradient; returns whether any had one."""
+        params = group["params"]
+        # Checked up front, so that a bad gradient leaves the whole group untouched.
+        if any(p.grad is not None and p.grad.is_sparse for p in params):
+            raise RuntimeError(f"{type(self).__name__} does not support sparse gradients.")
+        stepped = False
+        for index, p in enumerate(params):
+            if p.grad is None:
+                continue
+            natural = self._natural_gradient(p, p.grad, group, index)
+            self._observe(p, natural, group, index)
+            p.copy_(self._project(p.sub(natural, alpha=self._step_size(group, index)), group, index))
+            state = self.state[p]
+            state["step"] = state.get("step", 0) + 1
+            stepped = True
+        return stepped
+
+
+class AdaptiveNaturalGradient(NaturalGradientOptimizer):
+    """Natural gradient with the default η of the papers or the adaptive η of pdas2019 app. C.
+
+    The base of the Bernoulli, shared-rate and categorical optimizers. Subclasses add the
+    family's domain check, options, inverse Fisher and projection, and the F^{1/2}-image used by
+    the adaptive step size and the number of free parameters Σ(K − 1).
+
+    Options common to these families (keyword-only, per param group):
 
     - ``lr``: the step size η; default 1/Σ(K − 1) (pdas2019 §2; 1/d for Bernoulli, saito2018
       §4), or ηmax when ``adaptive``.
@@ -55,12 +161,10 @@ class NaturalGradientOptimizer(torch.optim.Optimizer):
     current η) and ``group["gamma"]`` (γ). Everything round-trips through
     ``state_dict()`` / ``load_state_dict()`` (and ``torch.load(weights_only=True)``).
 
-    A parameter whose ``.grad`` is None is skipped (θ and its state untouched); in adaptive mode
-    its stored slice of s still counts in ‖s‖², since s is the group's vector. η is not
-    updated when no parameter of the group has a gradient.
+    In adaptive mode a parameter without a gradient keeps its stored slice of s, which still
+    counts in ‖s‖² since s is the group's vector; η is not updated when no parameter of the
+    group has a gradient.
     """
-
-    family: str = ""
 
     def __init__(
         self,
@@ -81,9 +185,6 @@ class NaturalGradientOptimizer(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     # -- family hooks ---------------------------------------------------------------------------
-    def _check_domain(self, theta: torch.Tensor) -> None:
-        raise NotImplementedError
-
     def _check_family_options(self, group: dict[str, Any]) -> None:
         raise NotImplementedError
 
@@ -91,31 +192,15 @@ class NaturalGradientOptimizer(torch.optim.Optimizer):
         """Σᵢ(Kᵢ − 1) over the group (the number of bits for Bernoulli θ)."""
         raise NotImplementedError
 
-    def _natural_gradient(self, theta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    def _fisher_sqrt_image(
+        self, theta: torch.Tensor, delta: torch.Tensor, group: dict[str, Any], index: int
+    ) -> torch.Tensor:
+        """v with ‖v‖² = Δθᵀ F(θ) Δθ (pdas2019 app. C eq. (14))."""
         raise NotImplementedError
 
-    def _fisher_sqrt_image(self, theta: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _project(self, theta: torch.Tensor, group: dict[str, Any]) -> torch.Tensor:
-        raise NotImplementedError
-
-    # -- param groups ---------------------------------------------------------------------------
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group, validating its options and θ and resolving the default η, ηmax."""
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        try:
-            self._setup_group(group)
-        except Exception:
-            self.param_groups.pop()
-            raise
-
-    def _setup_group(self, group: dict[str, Any]) -> None:
-        for p in group["params"]:
-            if not p.is_floating_point():
-                raise ValueError(f"θ must be a floating-point tensor, but got dtype={p.dtype}.")
-            self._check_domain(p.detach())
+    # -- options --------------------------------------------------------------------------------
+    def _check_options(self, group: dict[str, Any]) -> None:
+        """Validate the options and resolve the default η and ηmax."""
         check_positive("lr", group["lr"], allow_none=True)
         check_positive("alpha", group["alpha"])
         check_positive("lr_max", group["lr_max"], allow_none=True)
@@ -146,41 +231,26 @@ class NaturalGradientOptimizer(torch.optim.Optimizer):
             group["lr"] = group["lr_max"] if group["adaptive"] else 1.0 / free
         group["lr"] = float(group["lr"])
 
-    # -- step -----------------------------------------------------------------------------------
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One natural-gradient descent step per group; returns the closure's loss, if any."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            self._step_group(group)
-        return loss
+    # -- adaptive step size (pdas2019 app. C) ---------------------------------------------------
+    def _observe(
+        self, theta: torch.Tensor, natural: torch.Tensor, group: dict[str, Any], index: int
+    ) -> None:
+        """Accumulate θ's slice of the evolution path s (adaptive groups only)."""
+        if not group["adaptive"]:
+            return
+        trace = F.fisher_trace(self._num_free(group), group["num_samples"])
+        # Δθ = −natural is the estimated ascent direction (app. C), v its F^{1/2}-image.
+        v = self._fisher_sqrt_image(theta, natural.neg(), group, index)
+        state = self.state[theta]
+        s = state.get("s")
+        state["s"] = F.evolution_path_update(
+            torch.zeros_like(v) if s is None else s, v, lr=float(group["lr"]), trace=trace
+        )
 
-    def _step_group(self, group: dict[str, Any]) -> None:
-        lr = float(group["lr"])
-        adaptive = group["adaptive"]
-        trace = F.fisher_trace(self._num_free(group), group["num_samples"]) if adaptive else 1.0
-        stepped = False
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients.")
-            stepped = True
-            state = self.state[p]
-            natural = self._natural_gradient(p, p.grad)
-            if adaptive:
-                # Δθ = −natural is the estimated ascent direction (app. C), v its F^{1/2}-image.
-                v = self._fisher_sqrt_image(p, natural.neg())
-                s = state.get("s")
-                state["s"] = F.evolution_path_update(
-                    torch.zeros_like(v) if s is None else s, v, lr=lr, trace=trace
-                )
-            p.copy_(self._project(p.sub(natural, alpha=lr), group))
-            state["step"] = state.get("step", 0) + 1
-        if adaptive and stepped:
+    def _step_group(self, group: dict[str, Any]) -> bool:
+        lr = float(group["lr"])  # the η of this step, which the adaptive update replaces
+        stepped = super()._step_group(group)
+        if group["adaptive"] and stepped:
             parts = [
                 self.state[p]["s"].square().sum()
                 for p in group["params"]
@@ -192,3 +262,4 @@ class NaturalGradientOptimizer(torch.optim.Optimizer):
                 lr=lr, gamma=float(group["gamma"]), s_norm_sq=s_norm_sq, alpha=group["alpha"],
                 lr_min=group["lr_min"], lr_max=group["lr_max"],
             )
+        return stepped

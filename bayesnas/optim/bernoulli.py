@@ -7,10 +7,10 @@ from typing import Any
 import torch
 
 from bayesnas.optim import functional as F
-from bayesnas.optim._base import NaturalGradientOptimizer, ParamsT, check_int
+from bayesnas.optim._base import AdaptiveNaturalGradient, ParamsT, check_int
 
 
-class BernoulliNaturalGradient(NaturalGradientOptimizer):
+class BernoulliNaturalGradient(AdaptiveNaturalGradient):
     """Stochastic natural gradient for independent Bernoulli θ ∈ [0, 1] (any shape; every
     element is one bit): shirakawa2018 eq. (9), saito2018 eq. (7).
 
@@ -31,7 +31,7 @@ class BernoulliNaturalGradient(NaturalGradientOptimizer):
             required when d < 3, where [1/d, 1 − 1/d] is degenerate.
         adaptive, alpha, lr_min, lr_max, num_samples: the adaptive step size of pdas2019
             app. C with K = 2 (θ̄ = θ, θ_K = 1 − θ); see
-            :class:`~bayesnas.optim.NaturalGradientOptimizer`.
+            :class:`~bayesnas.optim.AdaptiveNaturalGradient`.
     """
 
     family = "bernoulli"
@@ -81,12 +81,16 @@ class BernoulliNaturalGradient(NaturalGradientOptimizer):
     def _num_free(self, group: dict[str, Any]) -> int:
         return group["dim"] or sum(p.numel() for p in group["params"])
 
-    def _natural_gradient(self, theta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    def _natural_gradient(
+        self, theta: torch.Tensor, grad: torch.Tensor, group: dict[str, Any], index: int
+    ) -> torch.Tensor:
         return F.bernoulli_natural_gradient(theta, grad)
 
-    def _fisher_sqrt_image(self, theta: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    def _fisher_sqrt_image(
+        self, theta: torch.Tensor, delta: torch.Tensor, group: dict[str, Any], index: int
+    ) -> torch.Tensor:
         return F.bernoulli_fisher_sqrt_image(theta, delta)
 
-    def _project(self, theta: torch.Tensor, group: dict[str, Any]) -> torch.Tensor:
+    def _project(self, theta: torch.Tensor, group: dict[str, Any], index: int) -> torch.Tensor:
         theta_min = group["theta_min"] or 1.0 / self._num_free(group)
         return F.project_bernoulli(theta, theta_min)

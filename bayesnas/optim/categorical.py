@@ -7,12 +7,12 @@ from typing import Any
 import torch
 
 from bayesnas.optim import functional as F
-from bayesnas.optim._base import NaturalGradientOptimizer, ParamsT, check_int
+from bayesnas.optim._base import AdaptiveNaturalGradient, ParamsT, check_int
 
 SIMPLEX_ATOL = 1e-5
 
 
-class CategoricalNaturalGradient(NaturalGradientOptimizer):
+class CategoricalNaturalGradient(AdaptiveNaturalGradient):
     """Stochastic natural gradient for categorical θ of shape ``(..., K)``: every row is one
     categorical variable with K categories, on the simplex (pdas2019 eq. (4), app. A–C).
 
@@ -33,7 +33,7 @@ class CategoricalNaturalGradient(NaturalGradientOptimizer):
             K θmin >= 1 (D = 1, or D = 2 with K = 2), where the clipped simplex is a point or
             empty.
         adaptive, alpha, lr_min, lr_max, num_samples: the adaptive step size of app. C; see
-            :class:`~bayesnas.optim.NaturalGradientOptimizer`.
+            :class:`~bayesnas.optim.AdaptiveNaturalGradient`.
     """
 
     family = "categorical"
@@ -107,11 +107,15 @@ class CategoricalNaturalGradient(NaturalGradientOptimizer):
     def _num_free(self, group: dict[str, Any]) -> int:
         return sum(p.numel() // p.shape[-1] * (p.shape[-1] - 1) for p in group["params"])
 
-    def _natural_gradient(self, theta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    def _natural_gradient(
+        self, theta: torch.Tensor, grad: torch.Tensor, group: dict[str, Any], index: int
+    ) -> torch.Tensor:
         return F.categorical_natural_gradient(theta, grad)
 
-    def _fisher_sqrt_image(self, theta: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    def _fisher_sqrt_image(
+        self, theta: torch.Tensor, delta: torch.Tensor, group: dict[str, Any], index: int
+    ) -> torch.Tensor:
         return F.categorical_fisher_sqrt_image(theta, delta)
 
-    def _project(self, theta: torch.Tensor, group: dict[str, Any]) -> torch.Tensor:
+    def _project(self, theta: torch.Tensor, group: dict[str, Any], index: int) -> torch.Tensor:
         return F.project_categorical(theta, self._theta_min(group, theta.shape[-1]))

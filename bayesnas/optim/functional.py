@@ -1,13 +1,14 @@
 """Pure functional core of the natural-gradient optimizers of :mod:`bayesnas.optim`.
 
-θ are *expectation parameters*: Bernoulli θ ∈ [0, 1] elementwise; categorical θ of shape
-``(..., K)`` whose rows lie on the simplex. For an exponential family in expectation
-parameters the natural gradient of ``log p_θ(M)`` is ``T(M) − θ``, so a natural-gradient step
-is the Euclidean gradient of the score-function surrogate preconditioned by the closed-form
-inverse Fisher (see the "key identity" of the design notes).
+θ are *expectation parameters*: Bernoulli θ ∈ [0, 1] elementwise (a rate shared by U units is
+one θ); categorical θ of shape ``(..., K)`` whose rows lie on the simplex; the mean μ (and
+variance σ²) of a Gaussian. For an exponential family in expectation parameters the natural
+gradient of ``log p_θ(M)`` is ``T(M) − θ``, so a natural-gradient step is the Euclidean
+gradient of the score-function surrogate preconditioned by the closed-form inverse Fisher (see
+the "key identity" of the design notes).
 
-Every function here returns new tensors and leaves its inputs alone; the optimizers in
-:mod:`bayesnas.optim.bernoulli` and :mod:`bayesnas.optim.categorical` write the results back.
+Every function here returns new tensors (or numbers) and leaves its inputs alone; the optimizer
+classes of :mod:`bayesnas.optim` validate options, keep state and write the results back.
 """
 
 from __future__ import annotations
@@ -24,8 +25,13 @@ __all__ = [
     "categorical_natural_gradient",
     "evolution_path_update",
     "fisher_trace",
+    "gaussian_natural_gradient",
+    "gaussian_variance_natural_gradient",
     "project_bernoulli",
+    "project_box",
     "project_categorical",
+    "shared_bernoulli_fisher_sqrt_image",
+    "shared_bernoulli_natural_gradient",
 ]
 
 
@@ -60,6 +66,52 @@ def categorical_natural_gradient(theta: torch.Tensor, grad: torch.Tensor) -> tor
     return theta * grad - theta * (theta * grad).sum(-1, keepdim=True)
 
 
+def shared_bernoulli_natural_gradient(
+    theta: torch.Tensor, grad: torch.Tensor, group_size: int
+) -> torch.Tensor:
+    """F(θ)⁻¹ ∇ = θ(1 − θ)/U ⊙ ∇ for rates θ each shared by U i.i.d. bits (shirakawa2018 §III).
+
+    The U bits m_1..m_U of a group drawn from one Bernoulli(θ) form an exponential family with
+    sufficient statistic T(M) = (1/U) Σⱼ mⱼ and Fisher information F(θ) = U/(θ(1 − θ)). With
+    ``grad`` the gradient of ``−(1/λ) Σᵢ uᵢ log p_θ(Mᵢ) + ε Σ cθ`` (log p summed over the U
+    units of every group) this is ``−(1/λ) Σᵢ uᵢ ((1/U) Σⱼ mᵢⱼ − θ) + ε c θ(1 − θ)/U``;
+    U = 1 gives :func:`bernoulli_natural_gradient` (saito2018 eq. (7)).
+    """
+    return bernoulli_natural_gradient(theta, grad) / group_size
+
+
+def gaussian_natural_gradient(
+    grad: torch.Tensor, sigma: float | None = None, *, variance: torch.Tensor | None = None
+) -> torch.Tensor:
+    """F(μ)⁻¹ ∇ = σ² ∇ for the mean of N(μ, σ²) (its Fisher information is 1/σ²).
+
+    Give ``sigma``, one σ for every entry (nes2019), or ``variance``, a σ² per entry (a guide
+    that learns σ², :func:`gaussian_variance_natural_gradient`). With ``grad`` the gradient of
+    the surrogate ``−(1/λ) Σᵢ uᵢ log N(xᵢ; μ, σ²)`` this is ``−(1/λ) Σᵢ uᵢ (xᵢ − μ) =
+    −(1/λ) Σᵢ uᵢ nᵢ``; with the baseline-difference utility ``uᵢ = −ΔLᵢ/σ``
+    (:func:`bayesnas.infer.utility.baseline_difference_utility`) it is the NES gradient
+    ``G = (1/(σM)) Σᵢ ΔLᵢ nᵢ`` of nes2019 eq. (7), and ``μ − α G`` is its update eq. (9).
+    """
+    if (sigma is None) == (variance is None):
+        raise ValueError(
+            "Give exactly one of `sigma` and `variance`, but got "
+            f"(sigma={sigma!r}, variance={'None' if variance is None else 'a tensor'})."
+        )
+    if variance is not None:
+        return grad * variance
+    return grad * (sigma * sigma)
+
+
+def gaussian_variance_natural_gradient(grad: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    """F(σ²)⁻¹ ∇ = 2σ⁴ ∇ for the variance of N(μ, σ²) (its Fisher information is 1/(2σ⁴)).
+
+    For the surrogate ``−(1/M) Σᵢ uᵢ log N(xᵢ; μ, σ²)`` this is ``−(1/M) Σᵢ uᵢ ((xᵢ − μ)² − σ²)``:
+    the variance moves toward the spread of the better samples, as in the natural evolution
+    strategies of Wierstra et al. (2014) and the Gaussian part of the mixed-variable ASNG.
+    """
+    return grad * (2.0 * variance * variance)
+
+
 # -- projections -----------------------------------------------------------------------------------
 
 
@@ -86,6 +138,13 @@ def project_categorical(theta: torch.Tensor, theta_min: float) -> torch.Tensor:
     total = excess.sum(-1, keepdim=True)
     scaled = theta_min + (1.0 - k * theta_min) * _safe_div(excess, total)  # eq. (12)
     return torch.where(total > 0, scaled, torch.full_like(theta, 1.0 / k))
+
+
+def project_box(mu: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
+    """μ clipped elementwise into ``[lower, upper]``. In grid coordinates ``[0, size − 1]`` this
+    keeps ⌊μ⌋, the final architecture (nes2019 §4.1), on the grid; a learnt variance σ² is
+    kept in ``[min_sigma², max_sigma²]`` the same way."""
+    return mu.clamp(lower, upper)
 
 
 # -- adaptive step size (pdas2019 app. C, after Nishida et al. 2018) ------------------------------
@@ -116,6 +175,17 @@ def categorical_fisher_sqrt_image(theta: torch.Tensor, delta: torch.Tensor) -> t
     tk = theta[..., -1:]
     sqrt_tb = tb.sqrt()
     return _safe_div(db, sqrt_tb) + sqrt_tb * _safe_div(db.sum(-1, keepdim=True), tk + tk.sqrt())
+
+
+def shared_bernoulli_fisher_sqrt_image(
+    theta: torch.Tensor, delta: torch.Tensor, group_size: int
+) -> torch.Tensor:
+    """v = Δθ √(U / (θ(1 − θ))), so that ‖v‖² = Δθᵀ F(θ) Δθ with F = diag(U/(θ(1 − θ))).
+
+    The F^{1/2}-image of pdas2019 app. C for rates shared by U units (shirakawa2018 §III): that
+    of :func:`bernoulli_fisher_sqrt_image` times √U. Entries with θ ∈ {0, 1} give 0.
+    """
+    return bernoulli_fisher_sqrt_image(theta, delta) * group_size**0.5
 
 
 def fisher_trace(num_free: int, num_samples: int) -> float:

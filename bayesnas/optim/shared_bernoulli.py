@@ -9,7 +9,9 @@ is an exponential family with sufficient statistic T(M_l) = (1/U) Σᵢ m_li, so
 and the natural gradient of the score-function surrogate is θ(1 − θ)/U ⊙ ∇θ surrogate. An
 independent bit is the case U = 1, so one optimizer steps the paper's whole mixed θ ∈ R^{2L−1}
 (L − 1 layer bits with U = 1, L unit rates with U = width) with one d, one η and one
-adaptive step size.
+adaptive step size. Its maths is in :mod:`bayesnas.optim.functional`
+(:func:`~bayesnas.optim.functional.shared_bernoulli_natural_gradient`,
+:func:`~bayesnas.optim.functional.shared_bernoulli_fisher_sqrt_image`).
 """
 
 from __future__ import annotations
@@ -23,33 +25,7 @@ from bayesnas.optim import functional as F
 from bayesnas.optim._base import ParamsT, check_int
 from bayesnas.optim.bernoulli import BernoulliNaturalGradient
 
-__all__ = [
-    "SharedBernoulliNaturalGradient",
-    "shared_bernoulli_fisher_sqrt_image",
-    "shared_bernoulli_natural_gradient",
-]
-
-
-def shared_bernoulli_natural_gradient(
-    theta: torch.Tensor, grad: torch.Tensor, group_size: int
-) -> torch.Tensor:
-    """F(θ)⁻¹ ∇ = θ(1 − θ)/U ⊙ ∇ for rates θ each shared by U i.i.d. bits.
-
-    With ``grad`` the gradient of ``−(1/λ) Σᵢ uᵢ log p_θ(Mᵢ) + ε Σ cθ`` (log p summed over the U
-    units of every group) this is ``−(1/λ) Σᵢ uᵢ ((1/U) Σⱼ mᵢⱼ − θ) + ε c θ(1 − θ)/U``
-    (shirakawa2018 §III); U = 1 gives :func:`~bayesnas.optim.functional.bernoulli_natural_gradient`.
-    """
-    return F.bernoulli_natural_gradient(theta, grad) / group_size
-
-
-def shared_bernoulli_fisher_sqrt_image(
-    theta: torch.Tensor, delta: torch.Tensor, group_size: int
-) -> torch.Tensor:
-    """v = Δθ √(U / (θ(1 − θ))), so that ‖v‖² = Δθᵀ F(θ) Δθ with F = diag(U/(θ(1 − θ))).
-
-    The F^{1/2}-image of pdas2019 app. C for shared rates; entries with θ ∈ {0, 1} give 0.
-    """
-    return F.bernoulli_fisher_sqrt_image(theta, delta) * group_size**0.5
+__all__ = ["SharedBernoulliNaturalGradient"]
 
 
 def _sizes(value: Any, num_params: int) -> tuple[int, ...]:
@@ -69,6 +45,31 @@ def _sizes(value: Any, num_params: int) -> tuple[int, ...]:
         return sizes
     check_int("group_size", value, 1)
     return (value,) * num_params
+
+
+def _group_size(group: dict[str, Any], index: int) -> int:
+    """U of the group's parameter at ``index`` (``group_size`` is validated by :func:`_sizes`)."""
+    value = group["group_size"]
+    return value if isinstance(value, int) else value[index]
+
+
+def _with_default(params: ParamsT, name: str, value: Any) -> ParamsT:
+    """``params`` as param groups in which option ``name`` defaults to ``value``.
+
+    A group's own value wins; the caller's dicts are copied, not changed. A tensor or an empty
+    iterable is passed through for ``torch.optim.Optimizer`` to reject.
+    """
+    if isinstance(params, torch.Tensor):
+        return params
+    groups = list(params)
+    if groups and not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    out = []
+    for group in groups:
+        group = dict(group)
+        group.setdefault(name, value)
+        out.append(group)
+    return out
 
 
 class SharedBernoulliNaturalGradient(BernoulliNaturalGradient):
@@ -92,7 +93,8 @@ class SharedBernoulliNaturalGradient(BernoulliNaturalGradient):
 
     **Adaptive η** (pdas2019 app. C) extends exactly: T = (1/U) Σⱼ mⱼ has Cov[T] = F(θ)⁻¹, so
     Tr(F Cov[Δθ]) = (Σu²/λ²) d is unchanged (:func:`~bayesnas.optim.functional.fisher_trace`)
-    and the F^{1/2}-image gains the factor √U (:func:`shared_bernoulli_fisher_sqrt_image`).
+    and the F^{1/2}-image gains the factor √U
+    (:func:`~bayesnas.optim.functional.shared_bernoulli_fisher_sqrt_image`).
 
     Args:
         params: the θ tensors (or param-group dicts); θ has the *group* shape.
@@ -121,28 +123,24 @@ class SharedBernoulliNaturalGradient(BernoulliNaturalGradient):
     ) -> None:
         if isinstance(group_size, Sequence) and not isinstance(group_size, str):
             group_size = tuple(group_size)
-        # Bypass BernoulliNaturalGradient.__init__ to add the family option group_size.
-        super(BernoulliNaturalGradient, self).__init__(
-            params, lr=lr, adaptive=adaptive, alpha=alpha, lr_min=lr_min, lr_max=lr_max,
-            num_samples=num_samples, dim=dim, theta_min=theta_min, group_size=group_size,
+        # group_size is this family's per-group option: it enters every group before the
+        # parent validates them, and the defaults for groups added later.
+        super().__init__(
+            _with_default(params, "group_size", group_size), lr=lr, dim=dim, theta_min=theta_min,
+            adaptive=adaptive, alpha=alpha, lr_min=lr_min, lr_max=lr_max, num_samples=num_samples,
         )
-        self._active: dict[int, int] = {}
+        self.defaults["group_size"] = group_size
 
     def _check_family_options(self, group: dict[str, Any]) -> None:
         _sizes(group["group_size"], len(group["params"]))
         super()._check_family_options(group)  # dim and theta_min: d counts θ entries (rates)
 
-    def _step_group(self, group: dict[str, Any]) -> None:
-        # The family hooks see one θ tensor at a time: look its group size up by identity.
-        sizes = _sizes(group["group_size"], len(group["params"]))
-        self._active = {id(p): u for p, u in zip(group["params"], sizes, strict=True)}
-        try:
-            super()._step_group(group)
-        finally:
-            self._active = {}
+    def _natural_gradient(
+        self, theta: torch.Tensor, grad: torch.Tensor, group: dict[str, Any], index: int
+    ) -> torch.Tensor:
+        return F.shared_bernoulli_natural_gradient(theta, grad, _group_size(group, index))
 
-    def _natural_gradient(self, theta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        return shared_bernoulli_natural_gradient(theta, grad, self._active[id(theta)])
-
-    def _fisher_sqrt_image(self, theta: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        return shared_bernoulli_fisher_sqrt_image(theta, delta, self._active[id(theta)])
+    def _fisher_sqrt_image(
+        self, theta: torch.Tensor, delta: torch.Tensor, group: dict[str, Any], index: int
+    ) -> torch.Tensor:
+        return F.shared_bernoulli_fisher_sqrt_image(theta, delta, _group_size(group, index))

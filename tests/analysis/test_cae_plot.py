@@ -17,7 +17,7 @@ from bayesnas.analysis import (
     plot_cae_genotype,
 )
 from bayesnas.analysis.report import write_report
-from bayesnas.inpainting import InpaintingConfig, load_images, run_inpainting
+from bayesnas.methods.inpainting import InpaintingConfig, load_images, run_inpainting
 from bayesnas.nn.cae import LAYER_TYPES, active_chain, decode_genotype, genotype_from_arch, search_variables
 
 OPTIONS = {"num_hidden": 6, "level_back": 3, "channels": (8, 16, 32)}

@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-from bayesnas.models.cell_space import site_names
 from matplotlib.patches import FancyBboxPatch
 
 from bayesnas.analysis import (
@@ -20,6 +19,7 @@ from bayesnas.analysis import (
     plot_genotype,
 )
 from bayesnas.analysis.report import write_report
+from bayesnas.models.cell_space import site_names
 from bayesnas.nn.cell_network import CELL_KINDS, decode_genotype, encode_genotype, input_labels, unused_nodes
 from bayesnas.nn.cell_ops import OPS
 

@@ -6,7 +6,6 @@ import warnings
 
 import pytest
 import torch
-from bayesnas.guides import BernoulliGuide, CategoricalGuide, GuideList
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +26,7 @@ from bayesnas.analysis import (
     two_normal_winner_probability,
     winner_probabilities,
 )
+from bayesnas.guides import BernoulliGuide, CategoricalGuide, GuideList
 from bayesnas.sites import SiteSpec
 
 
@@ -223,7 +223,7 @@ def test_posterior_of_a_guide_agrees_with_the_guide():
     (lambda: GaussianIntegerMarginal("w", [1.0], [0.0], low=0, high=1), "σ must be positive"),
     (lambda: CategoricalMarginal("c", [[0.5, 0.6]]), "must be a distribution"),
     (lambda: BernoulliMarginal("b", [0.5, 0.5], edges=[("a", "b")]), "has 2 variables, but got 1 edges"),
-    (lambda: marginal_from_summary("x", {"family": "dirichlet"}), "Known families"),
+    (lambda: marginal_from_summary("x", {"family": "dirichlet"}), "Registered families"),
     (lambda: Posterior([]), "at least one arch site"),
     (lambda: Posterior([BernoulliMarginal("b", [0.5])]).credible_set(k=0), "k must be|`k` must be"),
 ])

@@ -10,7 +10,7 @@ from bayesnas.analysis import Posterior, PosteriorHistory, classification_metric
 from bayesnas.analysis.calibration import expected_calibration_error
 from bayesnas.analysis.report import compare_runs, write_report
 from bayesnas.cli import main
-from bayesnas.runner import SearchConfig, run_search
+from bayesnas.methods.search import SearchConfig, run_search
 
 
 def _config(**kw):
@@ -170,9 +170,8 @@ def test_calibration_metrics_against_hand_computed_values():
 
 
 def test_model_averaging_averages_the_probabilities_of_the_sampled_architectures():
-    from bayesnas.guides import BernoulliGuide, FixedGuide
-
     from bayesnas import sites
+    from bayesnas.guides import BernoulliGuide, FixedGuide
     from bayesnas.sites import discover_sites
 
     class OneBit(torch.nn.Module):
@@ -200,7 +199,7 @@ def test_tensorboard_after_a_crash_between_log_and_checkpoint_has_no_duplicate_s
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    import bayesnas.runner as runner
+    import bayesnas.methods.search as runner
 
     real_save = runner.save_checkpoint
 

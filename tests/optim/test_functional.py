@@ -14,8 +14,13 @@ from bayesnas.optim import (
     categorical_natural_gradient,
     evolution_path_update,
     fisher_trace,
+    gaussian_natural_gradient,
+    gaussian_variance_natural_gradient,
     project_bernoulli,
+    project_box,
     project_categorical,
+    shared_bernoulli_fisher_sqrt_image,
+    shared_bernoulli_natural_gradient,
 )
 
 DT = torch.float64
@@ -72,6 +77,57 @@ def test_bernoulli_identity_with_complexity_penalty():
     torch.testing.assert_close(bernoulli_natural_gradient(t, grad), expected)
 
 
+@pytest.mark.parametrize("group_size", [1, 7])
+def test_shared_rate_identity_is_mean_of_units_minus_theta(group_size):
+    """shirakawa2018 §III: U i.i.d. bits per rate; the natural gradient is (1/U) Σⱼ mⱼ − θ."""
+    g = torch.Generator().manual_seed(group_size)
+    lam, groups = 3, 4
+    theta = (torch.rand(groups, generator=g, dtype=DT) * 0.8 + 0.1).requires_grad_()
+    m = torch.randint(0, 2, (lam, groups, group_size), generator=g).to(DT)
+    u = torch.tensor([1.0, 0.0, -1.0], dtype=DT)
+    probs = theta[:, None].expand(groups, group_size)
+    log_p = pdist.Bernoulli(probs=probs).log_prob(m).sum(-1)  # (λ, groups)
+    (grad,) = torch.autograd.grad(-(u[:, None] * log_p).sum() / lam, theta)
+    natural = shared_bernoulli_natural_gradient(theta.detach(), grad, group_size)
+    expected = -(u[:, None] * (m.mean(-1) - theta.detach())).sum(0) / lam
+    torch.testing.assert_close(natural, expected)
+    if group_size == 1:
+        assert torch.equal(natural, bernoulli_natural_gradient(theta.detach(), grad))
+
+
+def test_gaussian_mean_identity_is_minus_mean_utility_times_noise():
+    """nes2019 eq. (7): σ² ∇μ of −(1/M) Σ uᵢ log N(xᵢ; μ, σ²) is −(1/M) Σ uᵢ (xᵢ − μ), whether
+    σ is one number or given as a σ² per entry."""
+    g = torch.Generator().manual_seed(4)
+    m, sigma = 16, 0.7
+    mu = torch.randn(3, generator=g, dtype=DT).requires_grad_()
+    x = mu.detach() + sigma * torch.randn(m, 3, generator=g, dtype=DT)
+    u = torch.randn(m, generator=g, dtype=DT)
+    log_p = pdist.Normal(mu, sigma).log_prob(x).sum(-1)
+    (grad,) = torch.autograd.grad(-(u * log_p).mean(), mu)
+    expected = -(u[:, None] * (x - mu.detach())).mean(0)
+    torch.testing.assert_close(gaussian_natural_gradient(grad, sigma), expected)
+    variance = torch.full((3,), sigma * sigma, dtype=DT)
+    assert torch.equal(gaussian_natural_gradient(grad, variance=variance),
+                       gaussian_natural_gradient(grad, sigma))
+    for bad in ({}, {"sigma": sigma, "variance": variance}):
+        with pytest.raises(ValueError, match="Give exactly one of `sigma` and `variance`"):
+            gaussian_natural_gradient(grad, **bad)
+
+
+def test_gaussian_variance_identity_moves_toward_the_spread_of_the_better_samples():
+    g = torch.Generator().manual_seed(5)
+    m = 32
+    mu = torch.randn(2, generator=g, dtype=DT)
+    variance = (torch.rand(2, generator=g, dtype=DT) + 0.5).requires_grad_()
+    x = mu + variance.detach().sqrt() * torch.randn(m, 2, generator=g, dtype=DT)
+    u = torch.randn(m, generator=g, dtype=DT)
+    log_p = pdist.Normal(mu, variance.sqrt()).log_prob(x).sum(-1)
+    (grad,) = torch.autograd.grad(-(u * log_p).mean(), variance)
+    expected = -(u[:, None] * ((x - mu) ** 2 - variance.detach())).mean(0)
+    torch.testing.assert_close(gaussian_variance_natural_gradient(grad, variance.detach()), expected)
+
+
 # -- F^{1/2}-images (pdas2019 app. C eq. (14)) -------------------------------------------------
 
 
@@ -101,6 +157,17 @@ def test_bernoulli_fisher_image_is_the_categorical_one_with_k2():
     )
 
 
+def test_shared_rate_fisher_image_gives_the_fisher_norm():
+    g = torch.Generator().manual_seed(6)
+    theta = torch.rand(5, generator=g, dtype=DT) * 0.9 + 0.05
+    delta = torch.randn(5, generator=g, dtype=DT)
+    v = shared_bernoulli_fisher_sqrt_image(theta, delta, 9)
+    fisher = 9 / (theta * (1 - theta))  # F(θ) = U/(θ(1 − θ)), shirakawa2018 §III
+    assert float(v @ v) == pytest.approx(float((delta * fisher * delta).sum()), rel=1e-12)
+    assert torch.equal(shared_bernoulli_fisher_sqrt_image(theta, delta, 1),
+                       bernoulli_fisher_sqrt_image(theta, delta))
+
+
 def test_fisher_images_are_finite_on_the_boundary():
     theta = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=DT)
     v = categorical_fisher_sqrt_image(theta, torch.zeros_like(theta))
@@ -117,6 +184,12 @@ def test_project_bernoulli_clips_and_leaves_its_input_alone():
     out = project_bernoulli(theta, 0.1)
     torch.testing.assert_close(out, torch.tensor([0.1, 0.1, 0.5, 0.9, 0.9]))
     assert theta[0] == -3.0
+
+
+def test_project_box_clips_and_leaves_its_input_alone():
+    mu = torch.tensor([-1.0, 0.0, 4.5, 9.0, 12.0])
+    torch.testing.assert_close(project_box(mu, 0.0, 9.0), torch.tensor([0.0, 0.0, 4.5, 9.0, 9.0]))
+    assert mu[0] == -1.0
 
 
 def _literal_app_b(theta: torch.Tensor, theta_min: float) -> torch.Tensor:

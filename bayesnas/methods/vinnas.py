@@ -41,28 +41,29 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from pyro import poutine
 
-from bayesnas import distributed
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
-from bayesnas.config_checks import check_dataset, check_integers
 from bayesnas.data.tensors import TensorData, load_tensors
-from bayesnas.epochs import run_epochs
 from bayesnas.runs import (
-    config_from_dict,
+    RunConfig,
     config_to_run,
+    distributed,
     read_json,
     training_seconds,
+    write_config,
     write_json,
 )
-from bayesnas.seeds import stream, stream_seed
+from bayesnas.runs.checks import check_dataset, check_integers
+from bayesnas.runs.loop import run_epochs
+from bayesnas.runs.seeds import stream, stream_seed
 
 __all__ = ["VinnasConfig", "VinnasData", "VinnasRun", "load_data", "random_genotype", "run_vinnas",
            "run_vinnas_resumably"]
@@ -79,7 +80,7 @@ _seed, _generator = stream_seed, stream
 
 
 @dataclass
-class VinnasConfig:
+class VinnasConfig(RunConfig):
     """Everything a run depends on; written to ``config.json``.
 
     The defaults follow vinnas2020 §V-A for MNIST where the paper gives a value (layout ``M``,
@@ -135,6 +136,8 @@ class VinnasConfig:
     device: str = "cpu"
     data_dir: str | None = None
     download: bool = False
+
+    kind: ClassVar[str] = "vinnas"
 
     def validate(self) -> None:
         """Check every field; errors state the rule and the value."""
@@ -193,12 +196,6 @@ class VinnasConfig:
         end = self.epochs if self.gamma_end is None else self.gamma_end
         return start, end
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> VinnasConfig:
-        return config_from_dict(cls, d)
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -233,7 +230,7 @@ class VinnasRun:
         self.config = config
         self.out = Path(out)
         # Under torchrun: global batches split over the processes, the gradients of q(w), q(α)
-        # and the re-trained weights averaged, files written by rank 0 (bayesnas.distributed).
+        # and the re-trained weights averaged, files written by rank 0 (bayesnas.runs.distributed).
         self.dist, self.device = distributed.setup_run(config.device,
                                                        (config.batch_size, config.retrain_batch_size))
         self.data = data if data is not None else load_data(config.dataset, data_dir=config.data_dir,
@@ -248,7 +245,7 @@ class VinnasRun:
     def _loop(self, phase: Path, total: int, run_epoch: Callable[[int], dict[str, Any]],
               state: Callable[[], dict[str, Any]], load: Callable[[dict[str, Any]], None], *,
               progress: bool, desc: str, posterior: Any = None) -> None:
-        """:func:`bayesnas.epochs.run_epochs` with this run's posterior history."""
+        """:func:`bayesnas.runs.loop.run_epochs` with this run's posterior history."""
         history = PosteriorHistory(self.out / HISTORY_FILE) if posterior is not None else None
         main = self.dist.is_main
         run_epochs(phase, total, run_epoch, state, load, progress=progress and main, desc=desc,
@@ -265,11 +262,8 @@ class VinnasRun:
     def build_search(self) -> None:
         """The space, q(w), q(α) and the alg. 1 driver, freshly seeded."""
         from bayesnas.guides import NormalGuide
-        from bayesnas.infer.variational import (
-            VariationalArchitectureSearch,
-            VariationalSearchELBO,
-            linear_ramp,
-        )
+        from bayesnas.infer.schedules import linear_ramp
+        from bayesnas.infer.variational import VariationalArchitectureSearch, VariationalSearchELBO
         from bayesnas.models.vinnas_space import VinnasSearchSpace
         from bayesnas.sites import discover_sites
 
@@ -368,7 +362,7 @@ class VinnasRun:
     def retrain(self, name: str, genotype_path: Path, *, progress: bool = True) -> dict[str, Any]:
         """Re-train the :class:`VinnasNetwork` of the genotype in ``genotype_path`` (the JSON
         alone), freshly initialised, on all training images; score it on the test images."""
-        from bayesnas.infer.variational import cosine_lr, linear_ramp
+        from bayesnas.infer.schedules import cosine_lr, linear_ramp
         from bayesnas.nn.vinnas_cells import VinnasNetwork
 
         c, d = self.config, self.data
@@ -469,7 +463,9 @@ class VinnasRun:
         self.dist.barrier()  # every rank has looked before rank 0 writes
         self.out.mkdir(parents=True, exist_ok=True)
         if not resume:
-            self._write(config_path, self.config.to_dict())
+            if self.dist.is_main:
+                write_config(self.out, self.config)
+            self.dist.barrier()
         if not (self.out / "genotype_magnitude.json").exists():
             self.run_search(progress=progress)
         retrained = {name: self.retrain(name, self.out / f"genotype_{name}.json", progress=progress)
@@ -596,7 +592,7 @@ def _reuse_search(config: VinnasConfig, source: Path, run_dir: Path) -> None:
     shutil.copytree(source / "search", run_dir / "search", dirs_exist_ok=True)
     for f in ("posterior.json", HISTORY_FILE, "genotype_snr.json", "genotype_magnitude.json"):
         shutil.copy2(source / f, run_dir / f)
-    write_json(run_dir / "config.json", ours)  # last: the run resumes from here, past its search
+    write_config(run_dir, config)  # last: the run resumes from here, past its search
 
 
 def run_vinnas_resumably(config: VinnasConfig, run_dir: str | Path, reuse: str | Path | None = None, *,
@@ -614,7 +610,7 @@ def run_vinnas_resumably(config: VinnasConfig, run_dir: str | Path, reuse: str |
         saved = VinnasConfig.from_dict(read_json(run_dir / "config.json"))
         if dataclasses.replace(saved, random_architectures=config.random_architectures) != config:
             raise ValueError(f"{run_dir} holds a run with other settings; choose another --out.")
-        write_json(run_dir / "config.json", config.to_dict())
+        write_config(run_dir, config)
     if reuse is not None and not (run_dir / "config.json").exists():
         _reuse_search(config, Path(reuse), run_dir)
     resume = (run_dir / "config.json").exists()

@@ -21,12 +21,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from tqdm.auto import tqdm
 
-from bayesnas import distributed
 from bayesnas.analysis import Posterior, PosteriorHistory, convergence_stats, model_averaging
 from bayesnas.analysis.calibration import classification_metrics
 from bayesnas.analysis.history import HISTORY_FILE
@@ -34,7 +33,9 @@ from bayesnas.data import load_dataset
 from bayesnas.data.batches import batches as _batches
 from bayesnas.data.batches import cycle_batches, split_halves  # noqa: F401 - split_halves is public here too
 from bayesnas.data.cutout import cutout
-from bayesnas.guides import FixedGuide, auto_guide
+from bayesnas.families import FamilyOptions, NaturalGradientOptions, SiteSpec, families, get_family
+from bayesnas.guides import FixedGuide, auto_guide, make_arch_optimizers
+from bayesnas.guides.state import check_site_order
 from bayesnas.infer import (
     AlternatingArchitectureSearch,
     ArchitectureSearch,
@@ -48,20 +49,23 @@ from bayesnas.infer.predict import error_rate
 from bayesnas.models import get_space
 from bayesnas.runs import (
     MetricsLog,
-    config_from_dict,
+    RunConfig,
     config_to_run,
+    distributed,
     load_checkpoint,
+    save_architecture,
     save_checkpoint,
+    write_config,
     write_json,
 )
-from bayesnas.sites import discover_sites, save_architecture, tensors_to_architecture
+from bayesnas.sites import discover_sites, tensors_to_architecture
 
 METHODS = ("search", "stochastic", "fixed")
 LR_SCHEDULES = ("step", "cosine")
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(RunConfig):
     """Everything a run depends on; written to ``config.json``.
 
     ``method``: ``"search"`` learns θ (AdaptiveLayer of shirakawa2018), ``"stochastic"`` keeps
@@ -83,6 +87,10 @@ class SearchConfig:
     the mode with those too.
     ``cutout``: the side of the square cut out of every training image of the weight steps
     (DeVries & Taylor 2017; pdas2019 uses 16 on CIFAR-10, on D_W only); 0 disables it.
+    ``family_options``: per site family (:mod:`bayesnas.families`), the fields of its typed
+    options (e.g. ``{"gaussian-integer": {"adapt_sigma": True, "lr": 1.0}}``); for the θ
+    natural-gradient families they override ``adaptive``, ``num_samples``, ``theta_lr`` and
+    ``theta_min``.
     """
 
     space: str = "layer-skip"
@@ -116,6 +124,9 @@ class SearchConfig:
     credible_set_size: int = 10
     fixed_value: int = 1
     tensorboard: bool = False
+    family_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    kind: ClassVar[str] = "search"
 
     def validate(self) -> None:
         get_space(self.space)
@@ -150,13 +161,44 @@ class SearchConfig:
                 "`alternate` (pdas2019 alg. 1) updates θ on its own half of the data: it needs "
                 f"method='search' and same_batch=True, but got method={self.method!r}, "
                 f"same_batch={self.same_batch}.")
+        if not isinstance(self.family_options, dict) or not all(
+                isinstance(k, str) and isinstance(v, dict) for k, v in self.family_options.items()):
+            raise ValueError("`family_options` must map family names to dicts of option fields, but got "
+                             f"family_options={self.family_options!r}.")
         if self.clip_norm is not None and not self.alternate:
             raise ValueError(f"`clip_norm` is applied by the alternating search; set alternate=True "
                              f"or clip_norm=None (got clip_norm={self.clip_norm}).")
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SearchConfig:
-        return config_from_dict(cls, d)
+
+def family_options(config: SearchConfig, sites: Mapping[str, SiteSpec]) -> dict[str, FamilyOptions]:
+    """The typed options of every family of the space's ``sites``: ``config.family_options``
+    of that family over, for the θ natural-gradient families, the search's own flags
+    (``adaptive``, λ = ``num_samples``, ``theta_lr``, ``theta_min``)."""
+    present = [f for f in families() if any(s.family == f.name for s in sites.values())]
+    names = [f.name for f in present]
+    unknown = sorted(set(config.family_options) - set(names))
+    if unknown:
+        raise ValueError(f"`family_options` names {unknown}, but the space {config.space!r} has sites of the "
+                         f"families {names} only.")
+    out: dict[str, FamilyOptions] = {}
+    for family in present:
+        fields: dict[str, Any] = {}
+        if issubclass(family.options, NaturalGradientOptions):
+            fields["adaptive"] = config.adaptive
+            if config.method == "search":  # λ sets the adaptive step's Tr(F Cov[Δθ]) (pdas2019 app. C)
+                fields["num_samples"] = config.num_samples
+            if config.theta_lr is not None:
+                fields["lr"] = config.theta_lr
+            if config.theta_min is not None:  # the family's optimizer checks its range
+                fields["theta_min"] = config.theta_min
+        fields.update(config.family_options.get(family.name, {}))
+        try:
+            out[family.name] = family.options(**fields)
+        except TypeError as err:
+            known = [f.name for f in dataclasses.fields(family.options)]
+            raise ValueError(f"`family_options[{family.name!r}]` takes {known}, but got "
+                             f"{sorted(config.family_options.get(family.name, {}))}.") from err
+    return out
 
 
 def _flat(x: torch.Tensor, flatten: bool) -> torch.Tensor:
@@ -171,7 +213,7 @@ class SearchRun:
         self.config = config
         self.out = Path(out)
         # Under torchrun: one process per device, the weights in DDP, losses averaged before
-        # ranking, files written by rank 0 (bayesnas.distributed).
+        # ranking, files written by rank 0 (bayesnas.runs.distributed).
         self.dist, self.device = distributed.setup_run(config.device, (config.batch_size,))
         if self.dist.distributed:
             if not config.same_batch:
@@ -201,6 +243,7 @@ class SearchRun:
                              f"flattened vectors (got cutout={config.cutout}).")
         example = _flat(self.data.train[0][0].unsqueeze(0), self.space.flatten_input)
         self.sites = discover_sites(self.model, example.to(self.device))
+        self.family_options = family_options(config, self.sites)
         self.guide = self._make_guide().to(self.device)
         self.loss = self._make_loss()
         if isinstance(self.loss, RankingNaturalGradientLoss) and self.dist.distributed:
@@ -224,12 +267,7 @@ class SearchRun:
                 milestones=[max(1, config.epochs // 2), max(1, (3 * config.epochs) // 4)],
                 gamma=0.1,
             )
-        arch_kwargs: dict[str, Any] = {"adaptive": config.adaptive}
-        if config.theta_lr is not None:
-            arch_kwargs["lr"] = config.theta_lr
-        if config.theta_min is not None:  # the family's optimizer checks its range
-            arch_kwargs["theta_min"] = config.theta_min
-        self.arch_optimizers = self.guide.make_optimizers(**arch_kwargs)
+        self.arch_optimizers = make_arch_optimizers(self.guide, self.family_options)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.train_halves = None
         if config.alternate:
@@ -264,12 +302,12 @@ class SearchRun:
             value = self.config.fixed_value
             arch = {n: torch.full(s.shape, value).long().tolist() for n, s in self.sites.items()}
             return FixedGuide(arch, self.sites)
-        guide = auto_guide(sites=self.sites)
+        guide = auto_guide(sites=self.sites, options=self.family_options)
         # Bits start at θ_init (the stochastic baseline at 0.5); other families at uniform.
         theta_init = self.config.theta_init if method == "search" else 0.5
         with torch.no_grad():
             for g in getattr(guide, "guides", [guide]):
-                if g.family in ("bernoulli", "shared-bernoulli"):
+                if get_family(g.family).binary:
                     for theta in g.thetas:
                         theta.fill_(theta_init)
                 if method == "stochastic":  # StochasticLayer / StochasticActivation: θ never moves
@@ -312,6 +350,7 @@ class SearchRun:
         self.guide.load_state_dict(state["guide"])
         self.weight_optimizer.load_state_dict(state["weight_optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        check_site_order(self.guide, state["guide"])  # the optimizers' states are positional
         for opt, s in zip(self.arch_optimizers, state["arch_optimizers"], strict=True):
             opt.load_state_dict(s)
         self.generator.set_state(state["arch_generator"])
@@ -463,7 +502,7 @@ class SearchRun:
                 )
             if main:
                 self.out.mkdir(parents=True, exist_ok=True)
-                write_json(self.out / "config.json", dataclasses.asdict(self.config))
+                write_config(self.out, self.config)
                 self.metrics.truncate_after(0)
                 self.history.truncate_after(-1)
                 self.history.append_posterior(epoch=0, iteration=0, posterior=self.posterior())
@@ -504,7 +543,7 @@ class SearchRun:
     def _tensorboard(self) -> Any:
         if not self.config.tensorboard:
             return None
-        from bayesnas.tensorboard_log import TensorBoardLog
+        from bayesnas.runs.tensorboard import TensorBoardLog
 
         # Events past the checkpoint (a killed run's last epoch) are purged on resume.
         return TensorBoardLog(self.out / "tensorboard", purge_step=self.epoch * self.steps_per_epoch + 1)

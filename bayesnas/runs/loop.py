@@ -10,7 +10,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from bayesnas.runs import MetricsLog, load_checkpoint, save_checkpoint
+from bayesnas.runs.files import MetricsLog, load_checkpoint, save_checkpoint
 
 
 def run_epochs(

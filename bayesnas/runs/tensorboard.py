@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bayesnas.analysis.posterior import Posterior
+from bayesnas.families import get_family
 
 __all__ = ["TensorBoardLog"]
 
@@ -49,7 +50,7 @@ class TensorBoardLog:
             self.writer.add_scalar(tag, value, global_step=step)
         for m in posterior:
             stats = m.parameter_stats()
-            values = stats["theta"] if m.family in ("bernoulli", "shared-bernoulli") else m.max_prob()
+            values = stats["theta"] if get_family(m.family).binary else m.max_prob()
             self.writer.add_histogram(f"posterior/{m.name}", values.float(), global_step=step)
         self.writer.flush()
 

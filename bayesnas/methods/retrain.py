@@ -16,13 +16,12 @@ defaults here are CPU-sized and every one of those is an option.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -35,18 +34,19 @@ from bayesnas.infer.predict import error_rate
 from bayesnas.nn.cell_network import CellNetwork, decode_genotype
 from bayesnas.runs import (
     MetricsLog,
-    config_from_dict,
+    RunConfig,
     config_to_run,
     load_checkpoint,
     read_json,
     save_checkpoint,
     training_seconds,
+    write_config,
     write_json,
 )
 
 
 @dataclass
-class RetrainConfig:
+class RetrainConfig(RunConfig):
     """Everything a re-training run depends on; written to ``config.json``.
 
     ``genotype``: the JSON genotype (:mod:`bayesnas.nn.cell_network`). ``channels`` and
@@ -76,6 +76,8 @@ class RetrainConfig:
     download: bool = False
     val_fraction: float = 0.1
 
+    kind: ClassVar[str] = "retrain"
+
     def validate(self) -> None:
         decode_genotype(self.genotype)
         for name in ("channels", "normal_cells", "epochs", "batch_size"):
@@ -93,9 +95,6 @@ class RetrainConfig:
         if self.cutout < 0:
             raise ValueError(f"`cutout` must be >= 0 (0: off), but got cutout={self.cutout}.")
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> RetrainConfig:
-        return config_from_dict(cls, d)
 
 
 def load_genotype(path: str | Path) -> dict[str, Any]:
@@ -199,7 +198,7 @@ class RetrainRun:
                 raise FileExistsError(f"{self.out} already holds a run; continue it with --resume {self.out} "
                                       "or choose another --out.")
             self.out.mkdir(parents=True, exist_ok=True)
-            write_json(self.out / "config.json", dataclasses.asdict(self.config))
+            write_config(self.out, self.config)
             write_json(self.out / "genotype.json", self.config.genotype)
             self.metrics.truncate_after(0)
         c = self.config

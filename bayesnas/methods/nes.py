@@ -29,25 +29,31 @@ parameter counts of every arm, and the search time.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from bayesnas import distributed
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
-from bayesnas.config_checks import check_bools, check_dataset, check_integers, check_numbers
 from bayesnas.data.tensors import TensorData, load_tensors
-from bayesnas.epochs import run_epochs
-from bayesnas.infer.variational import cosine_lr
-from bayesnas.runs import config_from_dict, config_to_run, read_json, training_seconds, write_json
-from bayesnas.seeds import stream, stream_seed
+from bayesnas.infer.schedules import cosine_lr
+from bayesnas.runs import (
+    RunConfig,
+    config_to_run,
+    distributed,
+    read_json,
+    training_seconds,
+    write_config,
+    write_json,
+)
+from bayesnas.runs.checks import check_bools, check_dataset, check_integers, check_numbers
+from bayesnas.runs.loop import run_epochs
+from bayesnas.runs.seeds import stream, stream_seed
 
 __all__ = ["BACKBONES", "UNIFORM", "NesConfig", "NesRun", "fit_to_budget", "measure_latency_table", "run_nes",
            "uniform_architecture"]
@@ -64,7 +70,7 @@ UNIFORM = ("channel", "resolution", "channel+resolution")
 
 
 @dataclass
-class NesConfig:
+class NesConfig(RunConfig):
     """Everything a run depends on; written to ``config.json``.
 
     nes2019 app. B gives σ = 1.25 and α = 5, both decaying linearly to 0, M = 100
@@ -127,6 +133,8 @@ class NesConfig:
     data_dir: str | None = None
     download: bool = False
 
+    kind: ClassVar[str] = "nes"
+
     def __post_init__(self) -> None:
         self.uniform = tuple(self.uniform)
 
@@ -151,13 +159,6 @@ class NesConfig:
         if not 0 < self.eval_fraction < 1:
             raise ValueError(f"`eval_fraction` must lie in (0, 1), but got "
                              f"eval_fraction={self.eval_fraction!r}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "uniform": list(self.uniform)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> NesConfig:
-        return config_from_dict(cls, data)
 
 
 def make_backbone(config: NesConfig, input_shape: tuple[int, ...], num_classes: int, *,
@@ -462,7 +463,7 @@ class NesRun:
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
             if not resume:
-                write_json(config_path, self.config.to_dict())
+                write_config(self.out, self.config)
         self.dist.barrier()
         c, d = self.config, self.data
         if (self.out / "architecture.json").exists():

@@ -1,40 +1,16 @@
-"""Run directories: atomic writes, checkpoints loaded without unpickling code, metrics logs."""
+"""Run directories: atomic writes, checkpoints loaded without unpickling code, metrics logs,
+exported architectures."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
-
-Config = TypeVar("Config")
-
-
-def config_from_dict(cls: type[Config], d: Mapping[str, Any]) -> Config:
-    """``cls(**d)`` for a configuration dataclass, refusing unknown keys by name (a typo, or a
-    config.json written by another version): a run never starts from a silently dropped key."""
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"Unknown config keys {unknown}. Known keys: {sorted(known)}.")
-    return cls(**d)
-
-
-def config_to_run(
-    cls: type[Config], config: Config | None, *, out: str | os.PathLike, resume: bool, what: str
-) -> Config:
-    """The configuration a ``run_*`` entry point runs: the one saved in ``out/config.json`` when
-    it resumes (the directory is the whole truth), else ``config``, which is then required."""
-    if resume:
-        return config_from_dict(cls, read_json(Path(out) / "config.json"))
-    if config is None:
-        raise ValueError(f"{what} needs a config unless resume=True.")
-    return config
 
 
 def _atomic_replace(path: str | os.PathLike, write: Any, mode: str) -> None:
@@ -114,3 +90,13 @@ def training_seconds(run_dir: str | os.PathLike) -> float:
     """The training time of a run (or of one phase of it): the sum of the ``seconds`` of its
     checkpointed rows in ``metrics.jsonl`` (a resumed run's lost chunk is not counted)."""
     return float(sum(row.get("seconds", 0.0) for row in MetricsLog(Path(run_dir) / "metrics.jsonl").read()))
+
+
+def save_architecture(arch: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """Write an architecture (a plain ``site name -> value`` mapping) as JSON, atomically."""
+    atomic_write_text(path, json.dumps(dict(arch), indent=2, sort_keys=True) + "\n")
+
+
+def load_architecture(path: str | os.PathLike) -> dict[str, Any]:
+    """Read an architecture written by :func:`save_architecture`."""
+    return read_json(path)

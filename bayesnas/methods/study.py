@@ -1,7 +1,7 @@
 """Studies: several configurations (arms) × several seeds, run resumably, summarised as mean ± std.
 
 The papers report every number as a mean (and deviation) over repeated trials; a study does the
-same with :func:`~bayesnas.runner.run_search`. Each run lives in ``OUT/<arm>/seed<k>/``; a
+same with :func:`~bayesnas.methods.search.run_search`. Each run lives in ``OUT/<arm>/seed<k>/``; a
 finished run (``results.json``) is never run again and a killed one resumes from its checkpoint,
 so re-running the same command after a crash completes the study. The experiment scripts in
 ``experiments/`` are studies with a results table and figures.
@@ -28,8 +28,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from bayesnas.runner import SearchConfig, run_search
-from bayesnas.runs import atomic_write_text, read_json
+from bayesnas.methods import method
+from bayesnas.methods.search import SearchConfig
+from bayesnas.runs import atomic_write_text, read_config
 
 __all__ = [
     "Arm",
@@ -62,33 +63,24 @@ class Arm:
         return re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.label).strip("_") or "arm"
 
 
-def _kind(config: Any) -> tuple[type, Callable[..., dict[str, Any]]]:
-    """The config class and the run function of a run's configuration."""
-    from bayesnas.retrain import RetrainConfig, run_retrain
-
-    if isinstance(config, RetrainConfig):
-        return RetrainConfig, run_retrain
-    return SearchConfig, run_search
-
-
 def _saved_config(run_dir: Path, cls: type) -> dict[str, Any]:
     # Through the config class, so that a run written before a field existed reads with its default.
-    return dataclasses.asdict(cls.from_dict(read_json(run_dir / "config.json")))
+    return read_config(run_dir, cls).to_dict()
 
 
 def run_resumably(config: Any, run_dir: Path, progress: bool = False) -> None:
-    """Run a :class:`~bayesnas.runner.SearchConfig` or :class:`~bayesnas.retrain.RetrainConfig`
-    into ``run_dir``: nothing if it finished, continued if it was killed, started otherwise."""
-    cls, run = _kind(config)
+    """Run a configuration of a search or a re-training (``config.kind``) into ``run_dir``:
+    nothing if it finished, continued if it was killed, started otherwise."""
+    cls, run = type(config), method(config.kind).run
     if (run_dir / "results.json").exists():
-        if _saved_config(run_dir, cls) != dataclasses.asdict(config):
+        if _saved_config(run_dir, cls) != config.to_dict():
             raise ValueError(
                 f"{run_dir} holds a finished run with another configuration; remove it or choose "
                 "another --out (a study never mixes configurations under one name)."
             )
         return
     if (run_dir / "checkpoint.pt").exists():
-        if _saved_config(run_dir, cls) != dataclasses.asdict(config):
+        if _saved_config(run_dir, cls) != config.to_dict():
             raise ValueError(f"{run_dir} holds an unfinished run with another configuration; remove it.")
         run(out=run_dir, resume=True, progress=progress)
     else:

@@ -10,7 +10,7 @@
    norm 5, mini-batches of 16 ("Training Detail");
 2. **export** of the most likely architecture as ``genotype.json`` (and ``architecture.json``,
    ``posterior.json``; the posterior at the start and after every search epoch is in
-   ``posterior_history.jsonl``, as a search run of :mod:`bayesnas.runner` writes it);
+   ``posterior_history.jsonl``, as a search run of :mod:`bayesnas.methods.search` writes it);
 3. **re-training** (``retrain-searched/``) of :class:`~bayesnas.nn.cae.SymmetricCAE` built from
    ``genotype.json`` alone, freshly initialised, on all training images with the same
    optimizer settings for ``retrain_iterations``;
@@ -39,14 +39,13 @@ generator.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -54,19 +53,22 @@ from tqdm.auto import tqdm
 
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.image_quality import psnr, ssim
-from bayesnas.config_checks import check_dataset, check_integers
 from bayesnas.data.masks import MASKS, apply_mask, make_masks
 from bayesnas.nn.cae import DEFAULT_CHANNELS, SymmetricCAE, genotype_from_arch, search_variables
 from bayesnas.runs import (
     MetricsLog,
+    RunConfig,
     config_to_run,
     load_checkpoint,
     read_json,
+    save_architecture,
     save_checkpoint,
     training_seconds,
+    write_config,
     write_json,
 )
-from bayesnas.seeds import stream, stream_seed
+from bayesnas.runs.checks import check_dataset, check_integers
+from bayesnas.runs.seeds import stream, stream_seed
 
 __all__ = ["InpaintingConfig", "InpaintingData", "InpaintingRun", "load_images", "run_inpainting"]
 
@@ -78,7 +80,7 @@ _MSE_OFFSET = 0.5 * math.log(math.pi)
 
 
 @dataclass
-class InpaintingConfig:
+class InpaintingConfig(RunConfig):
     """Everything a run depends on; written to ``config.json``. The defaults are pdas2019
     §4.2's (N_c = 20, b = 5, channels {64, 128, 256}, 64 × 64 images, mini-batches of 16,
     50K search and 500K re-training iterations, SGD 0.025 → 0 cosine, momentum 0.9, clipping
@@ -115,6 +117,8 @@ class InpaintingConfig:
     data_dir: str | None = None
     download: bool = False
 
+    kind: ClassVar[str] = "inpainting"
+
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)
 
@@ -135,18 +139,6 @@ class InpaintingConfig:
         if not self.clip_norm > 0:
             raise ValueError(f"`clip_norm` must be positive, but got clip_norm={self.clip_norm!r}.")
 
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["channels"] = list(self.channels)
-        return out
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> InpaintingConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Unknown config keys {unknown}. Known keys: {sorted(known)}.")
-        return cls(**d)
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -295,7 +287,7 @@ class InpaintingRun:
         (default ``per_epoch``) iterations and at the end; continues from a checkpoint.
 
         With ``posterior``, its snapshot at the start (epoch 0) and after every checkpointed
-        chunk goes to ``OUT/posterior_history.jsonl``, as :mod:`bayesnas.runner` writes it."""
+        chunk goes to ``OUT/posterior_history.jsonl``, as :mod:`bayesnas.methods.search` writes it."""
         ckpt = phase / "checkpoint.pt"
         log = MetricsLog(phase / "metrics.jsonl")
         history = PosteriorHistory(self.out / HISTORY_FILE) if posterior is not None else None
@@ -339,7 +331,7 @@ class InpaintingRun:
         from bayesnas.guides import auto_guide
         from bayesnas.infer import AlternatingArchitectureSearch, RankingNaturalGradientLoss
         from bayesnas.models import InpaintingSearchSpace
-        from bayesnas.sites import discover_sites, save_architecture, tensors_to_architecture
+        from bayesnas.sites import discover_sites, tensors_to_architecture
 
         c = self.config
         phase = self.out / "search"
@@ -350,7 +342,7 @@ class InpaintingRun:
         guide = auto_guide(sites=discover_sites(space, example)).to(self.device)
         loss = RankingNaturalGradientLoss(num_samples=c.num_samples, same_batch=True)
         weights, scheduler = _cosine_sgd(space.parameters(), c, c.search_iterations)
-        arch_optimizers = guide.make_optimizers(adaptive=c.adaptive)
+        arch_optimizers = guide.make_optimizers(adaptive=c.adaptive, num_samples=c.num_samples)
         generator = _generator(c.seed, _ARCH)  # the λ architectures of every step
         search = AlternatingArchitectureSearch(space, guide, loss, weight_optimizer=weights,
                                                arch_optimizers=arch_optimizers, generator=generator,
@@ -457,7 +449,7 @@ class InpaintingRun:
                                   "(--resume) or choose another output directory.")
         self.out.mkdir(parents=True, exist_ok=True)
         if not resume:
-            write_json(config_path, self.config.to_dict())
+            write_config(self.out, self.config)
         genotype_path = self.out / "genotype.json"
         genotype = read_json(genotype_path) if genotype_path.exists() else self.search(progress=progress)
         if self.device.type == "cuda":
