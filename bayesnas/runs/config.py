@@ -1,0 +1,114 @@
+"""The configuration of a run: one base for every method's config dataclass, and the one place
+that reads a run directory's ``config.json``.
+
+A run directory's ``config.json`` is the configuration's fields plus two of the run's own:
+``"kind"`` (the method that wrote it: ``"search"``, ``"retrain"``, ``"inpainting"``,
+``"vinnas"``, ``"nes"``; :mod:`bayesnas.methods` dispatches on it) and
+``"bayesnas_version"``. A directory written before ``kind`` existed has its kind inferred once,
+here (:func:`run_kind`), from the fields only that method's config has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from bayesnas import __version__
+from bayesnas.runs.files import read_json, write_json
+
+__all__ = ["RUN_FIELDS", "RunConfig", "config_from_dict", "config_to_run", "read_config", "run_kind",
+           "write_config"]
+
+#: Fields of ``config.json`` that belong to the run, not to its method's configuration.
+RUN_FIELDS = ("kind", "bayesnas_version")
+
+#: For run directories written before ``kind``: fields that only one method's config has.
+_LEGACY_SIGNATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("search", ("space",)),
+    ("retrain", ("genotype", "normal_cells")),
+    ("inpainting", ("mask", "search_iterations")),
+    ("vinnas", ("layout", "gamma_arch")),
+    ("nes", ("backbone", "budget")),
+)
+
+C = TypeVar("C", bound="RunConfig")
+
+
+def _plain(value: Any) -> Any:
+    # JSON has lists, not tuples: the dict compares equal to the one read back from config.json.
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class RunConfig:
+    """Base of the methods' configuration dataclasses: ``kind``, plain-dict round trips that
+    refuse unknown keys, and ``validate()`` (each method's own checks, with the shared helpers
+    of :mod:`bayesnas.runs.checks`)."""
+
+    kind: ClassVar[str] = ""
+
+    def validate(self) -> None:
+        """Check every field; errors state the rule and the value."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain JSON values (tuples as lists)."""
+        return _plain(dataclasses.asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
+        return config_from_dict(cls, d)
+
+
+def config_from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
+    """``cls(**d)`` for a configuration dataclass, refusing unknown keys by name (a typo, or a
+    config.json written by another version): a run never starts from a silently dropped key.
+    The run's own fields (``kind``, ``bayesnas_version``) are checked and dropped."""
+    kind = d.get("kind")
+    if kind is not None and cls.kind and kind != cls.kind:
+        raise ValueError(f"This config.json is of a {kind!r} run, not of a {cls.kind!r} run "
+                         f"({cls.__name__}).")
+    fields = {k: v for k, v in d.items() if k not in RUN_FIELDS}
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"Unknown config keys {unknown}. Known keys: {sorted(known)}.")
+    return cls(**fields)
+
+
+def write_config(run_dir: str | os.PathLike, config: RunConfig) -> None:
+    """``run_dir/config.json``: the run's kind and library version, then the configuration."""
+    write_json(Path(run_dir) / "config.json",
+               {"kind": config.kind, "bayesnas_version": __version__, **config.to_dict()})
+
+
+def read_config(run_dir: str | os.PathLike, cls: type[C]) -> C:
+    """The configuration saved in ``run_dir/config.json``, as ``cls``."""
+    return config_from_dict(cls, read_json(Path(run_dir) / "config.json"))
+
+
+def config_to_run(cls: type[C], config: C | None, *, out: str | os.PathLike, resume: bool, what: str) -> C:
+    """The configuration a ``run_*`` entry point runs: the one saved in ``out/config.json`` when
+    it resumes (the directory is the whole truth), else ``config``, which is then required."""
+    if resume:
+        return read_config(out, cls)
+    if config is None:
+        raise ValueError(f"{what} needs a config unless resume=True.")
+    return config
+
+
+def run_kind(config: Mapping[str, Any]) -> str:
+    """The kind of the run whose ``config.json`` is ``config``: its ``"kind"``, or for a directory
+    written before that field, the one method whose fields it has."""
+    if "kind" in config:
+        return str(config["kind"])
+    for kind, fields in _LEGACY_SIGNATURES:
+        if all(f in config for f in fields):
+            return kind
+    raise ValueError(f"config.json names no run kind, and its fields {sorted(config)} match none of "
+                     f"{[k for k, _ in _LEGACY_SIGNATURES]}.")
