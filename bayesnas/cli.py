@@ -1,5 +1,5 @@
-"""Command line: ``bayesnas search SPACE ...``, ``retrain GENOTYPE ...``, ``report RUN_DIR``,
-``compare RUN_DIR...``, ``spaces``, ``datasets``."""
+"""Command line: ``bayesnas search SPACE ...``, ``retrain GENOTYPE ...``, ``resume RUN_DIR``
+(any kind of run), ``report RUN_DIR``, ``compare RUN_DIR...``, ``spaces``, ``datasets``."""
 
 from __future__ import annotations
 
@@ -173,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_search(sub)
     _add_retrain(sub)
     _add_analysis(sub)
+    p = sub.add_parser("resume", help="continue the killed run in RUN_DIR, whatever its kind (config.json)")
+    p.add_argument("run_dir", help="a run directory of any method (search, retrain, inpainting, vinnas, nes)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub.add_parser("spaces", help="list the search spaces")
     sub.add_parser("datasets", help="list the datasets")
     args = parser.parse_args(argv)
@@ -190,6 +193,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command in ("report", "compare"):
             _analysis(args)
+            return 0
+        if args.command == "resume":
+            from bayesnas.methods import run
+
+            out = Path(args.run_dir)
+            if not (out / "config.json").exists():
+                raise FileNotFoundError(f"{out} holds no run to resume (no config.json).")
+            results = run(out=out, resume=True, progress=not args.no_progress)
+            print(json.dumps(results, indent=2))
+            print(f"results written to {out}/; report: bayesnas report {out}")
             return 0
         if args.command == "retrain":
             results, out = _retrain(args)

@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bayesnas.analysis.plots import plot_tradeoff  # noqa: E402
 from bayesnas.data.tensors import load_tensors  # noqa: E402
-from bayesnas.methods.nes import UNIFORM, NesConfig, run_nes_resumably  # noqa: E402
+from bayesnas.methods import run_resumably  # noqa: E402
+from bayesnas.methods.nes import UNIFORM, NesConfig  # noqa: E402
 from bayesnas.methods.study import (  # noqa: E402
     SEPARATION,
     available_cpus,
@@ -293,7 +294,7 @@ def _study(args: argparse.Namespace, argv: list[str] | None, configs: dict, firs
            start: float) -> int:
     out = Path(args.out)
     jobs = _jobs(args, first)
-    task = run_nes_resumably
+    task = run_resumably
     if jobs == 1:  # one process: load the data once (each job loads its own)
         task = functools.partial(task, data=load_tensors(first.dataset, data_dir=first.data_dir,
                                                          download=first.download))

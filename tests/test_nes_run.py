@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from bayesnas.data.tensors import load_tensors
+from bayesnas.methods import run_resumably
 from bayesnas.methods.nes import (
     NesConfig,
     NesRun,
     fit_to_budget,
     make_backbone,
     run_nes,
-    run_nes_resumably,
     uniform_architecture,
 )
 from bayesnas.resources.flops import macs
@@ -100,9 +100,9 @@ def test_killed_search_resumes_to_the_uninterrupted_result(tmp_path, data, monke
     a, b = ((tmp_path / d / "posterior.json").read_text() for d in ("full", "killed"))
     assert a == b
     # A study reads a finished run back, and refuses one with other settings.
-    assert run_nes_resumably(_config(uniform=()), tmp_path / "full") == full
-    with pytest.raises(ValueError, match="holds a run with other settings"):
-        run_nes_resumably(_config(uniform=(), budget=0.7), tmp_path / "full")
+    assert run_resumably(_config(uniform=()), tmp_path / "full") == full
+    with pytest.raises(ValueError, match="holds a finished run with another configuration"):
+        run_resumably(_config(uniform=(), budget=0.7), tmp_path / "full")
 
 
 def test_uniform_baseline_is_the_closest_scaled_backbone_to_the_budget(data):

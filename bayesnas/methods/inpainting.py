@@ -54,11 +54,11 @@ from tqdm.auto import tqdm
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.image_quality import psnr, ssim
 from bayesnas.data.masks import MASKS, apply_mask, make_masks
+from bayesnas.methods import run
 from bayesnas.nn.cae import DEFAULT_CHANNELS, SymmetricCAE, genotype_from_arch, search_variables
 from bayesnas.runs import (
     MetricsLog,
     RunConfig,
-    config_to_run,
     load_checkpoint,
     read_json,
     save_architecture,
@@ -483,6 +483,4 @@ def run_inpainting(
     """Run (or with ``resume=True`` continue, from ``out/config.json``) an inpainting
     experiment into ``out``; returns ``results.json``'s content. ``data`` replaces loading the
     configured dataset (images already in [0, 1])."""
-    out = Path(out)
-    config = config_to_run(InpaintingConfig, config, out=out, resume=resume, what="run_inpainting")
-    return InpaintingRun(config, out, data=data).run(resume=resume, progress=progress)
+    return run(config, out=out, resume=resume, progress=progress, kind="inpainting", data=data)

@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.data.tensors import TensorData, load_tensors
 from bayesnas.infer.schedules import cosine_lr
+from bayesnas.methods import run
 from bayesnas.runs import (
     RunConfig,
-    config_to_run,
     distributed,
     read_json,
     training_seconds,
@@ -54,6 +54,7 @@ from bayesnas.runs import (
 from bayesnas.runs.checks import check_bools, check_dataset, check_integers, check_numbers
 from bayesnas.runs.loop import run_epochs
 from bayesnas.runs.seeds import stream, stream_seed
+from bayesnas.runs.training import check_one_batch, error_on_tensors, train_epoch_on_tensors
 
 __all__ = ["BACKBONES", "UNIFORM", "NesConfig", "NesRun", "fit_to_budget", "measure_latency_table", "run_nes",
            "uniform_architecture"]
@@ -67,6 +68,8 @@ UNIFORM = ("channel", "resolution", "channel+resolution")
 
 # Streams of randomness, one per use.
 (_INIT, _SPLIT, _WEIGHT_ORDER, _EVAL_ORDER, _ARCH, _RETRAIN_ORDER, _SUBSET, _RETRAIN_INIT) = range(8)
+#: test images per forward pass of a re-trained network's test error.
+_TEST_BATCH = 500
 
 
 @dataclass
@@ -411,9 +414,7 @@ class NesRun:
         opt = torch.optim.SGD(net.parameters(), lr=c.retrain_lr, momentum=c.momentum,
                               weight_decay=c.weight_decay)
         n, bs = len(self.x_train), c.retrain_batch_size
-        if n < bs:
-            raise ValueError(f"The training images ({n}) must hold one mini-batch, but got "
-                             f"retrain_batch_size={bs}.")
+        check_one_batch(n, bs)
 
         def run_epoch(epoch: int) -> dict[str, Any]:
             lr = cosine_lr(epoch, base=c.retrain_lr, epochs=c.retrain_epochs)
@@ -421,16 +422,9 @@ class NesRun:
                 group["lr"] = lr
             order = torch.randperm(n, generator=stream(c.seed, _RETRAIN_ORDER, epoch)).to(self.device)
             net.train()
-            losses = []
-            for s in range(n // bs):
-                x, y = self.dist.shard(self.x_train[order[s * bs : (s + 1) * bs]],
-                                       self.y_train[order[s * bs : (s + 1) * bs]])
-                opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(trained(x), y)
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-            return {"iteration": (epoch + 1) * (n // bs), "loss": sum(losses) / len(losses), "lr": lr}
+            loss = train_epoch_on_tensors(lambda x, y: F.cross_entropy(trained(x), y), opt, self.x_train,
+                                          self.y_train, order=order, batch_size=bs, shard=self.dist.shard)
+            return {"iteration": (epoch + 1) * (n // bs), "loss": loss, "lr": lr}
 
         def state() -> dict[str, Any]:
             return {"model": net.state_dict(), "optimizer": opt.state_dict()}
@@ -443,7 +437,7 @@ class NesRun:
         run_epochs(phase, c.retrain_epochs, run_epoch, state, load, progress=progress and main,
                    desc=f"re-train {name}", main=main)
         self.dist.barrier()  # rank 0's logs are complete
-        error = test_error(net, self.x_test, self.y_test)
+        error = error_on_tensors(net, self.x_test, self.y_test, batch_size=_TEST_BATCH)
         cost = self.cost(hparams, backbone)
         result = {"test_error": error, "test_accuracy": 1.0 - error, "hparams": dict(hparams),
                   "resource": cost, "resource_ratio": cost / self.target,
@@ -502,32 +496,8 @@ class NesRun:
         return results
 
 
-@torch.no_grad()
-def test_error(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 500) -> float:
-    """The error of ``net`` in eval mode on ``(x, y)``."""
-    net.eval()
-    wrong = sum(int((net(x[i : i + batch_size]).argmax(-1) != y[i : i + batch_size]).sum())
-                for i in range(0, len(x), batch_size))
-    return wrong / len(x)
-
-
 def run_nes(config: NesConfig | None = None, *, out: str | Path, resume: bool = False, progress: bool = True,
             data: TensorData | None = None) -> dict[str, Any]:
     """Run (or with ``resume=True`` continue, from ``out/config.json``) a nes2019 experiment into
     ``out``; returns ``results.json``'s content. ``data`` replaces loading the configured dataset."""
-    out = Path(out)
-    config = config_to_run(NesConfig, config, out=out, resume=resume, what="run_nes")
-    return NesRun(config, out, data=data).run(resume=resume, progress=progress)
-
-
-def run_nes_resumably(config: NesConfig, run_dir: str | Path, *, progress: bool = False,
-                      data: TensorData | None = None) -> dict[str, Any]:
-    """:func:`run_nes` for studies: a finished run is read back, a killed one resumed, a new one
-    started. Returns ``results.json``'s content."""
-    run_dir = Path(run_dir)
-    if (run_dir / "results.json").exists():
-        if NesConfig.from_dict(read_json(run_dir / "config.json")) != config:
-            raise ValueError(f"{run_dir} holds a run with other settings; choose another --out.")
-        return read_json(run_dir / "results.json")
-    resume = (run_dir / "config.json").exists()
-    return run_nes(None if resume else config, out=run_dir, resume=resume, progress=progress, data=data)
+    return run(config, out=out, resume=resume, progress=progress, kind="nes", data=data)

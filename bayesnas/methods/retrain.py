@@ -31,11 +31,11 @@ from bayesnas.data import load_dataset
 from bayesnas.data.batches import batches
 from bayesnas.data.cutout import cutout
 from bayesnas.infer.predict import error_rate
+from bayesnas.methods import run
 from bayesnas.nn.cell_network import CellNetwork, decode_genotype
 from bayesnas.runs import (
     MetricsLog,
     RunConfig,
-    config_to_run,
     load_checkpoint,
     read_json,
     save_checkpoint,
@@ -234,6 +234,4 @@ def run_retrain(
     config: RetrainConfig | None = None, *, out: str | Path, resume: bool = False, progress: bool = True
 ) -> dict[str, Any]:
     """Re-train (or with ``resume=True`` continue re-training) into ``out``; returns the results."""
-    out = Path(out)
-    config = config_to_run(RetrainConfig, config, out=out, resume=resume, what="run_retrain")
-    return RetrainRun(config, out).run(resume=resume, progress=progress)
+    return run(config, out=out, resume=resume, progress=progress, kind="retrain")

@@ -46,11 +46,11 @@ from bayesnas.infer import (
     recalibrated_batchnorm,
 )
 from bayesnas.infer.predict import error_rate
+from bayesnas.methods import run
 from bayesnas.models import get_space
 from bayesnas.runs import (
     MetricsLog,
     RunConfig,
-    config_to_run,
     distributed,
     load_checkpoint,
     save_architecture,
@@ -584,6 +584,4 @@ def run_search(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or with ``resume=True`` continue) a search into ``out``; returns the results."""
-    out = Path(out)
-    config = config_to_run(SearchConfig, config, out=out, resume=resume, what="run_search")
-    return SearchRun(config, out).run(resume=resume, progress=progress)
+    return run(config, out=out, resume=resume, progress=progress, kind="search")

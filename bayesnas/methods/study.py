@@ -28,9 +28,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from bayesnas.methods import method
+from bayesnas.methods import run_resumably
 from bayesnas.methods.search import SearchConfig
-from bayesnas.runs import atomic_write_text, read_config
+from bayesnas.runs import atomic_write_text
 
 __all__ = [
     "Arm",
@@ -44,7 +44,6 @@ __all__ = [
     "separated",
     "results_dir",
     "run_all",
-    "run_resumably",
     "run_study",
     "study_parser",
     "write_markdown",
@@ -61,30 +60,6 @@ class Arm:
     @property
     def slug(self) -> str:
         return re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.label).strip("_") or "arm"
-
-
-def _saved_config(run_dir: Path, cls: type) -> dict[str, Any]:
-    # Through the config class, so that a run written before a field existed reads with its default.
-    return read_config(run_dir, cls).to_dict()
-
-
-def run_resumably(config: Any, run_dir: Path, progress: bool = False) -> None:
-    """Run a configuration of a search or a re-training (``config.kind``) into ``run_dir``:
-    nothing if it finished, continued if it was killed, started otherwise."""
-    cls, run = type(config), method(config.kind).run
-    if (run_dir / "results.json").exists():
-        if _saved_config(run_dir, cls) != config.to_dict():
-            raise ValueError(
-                f"{run_dir} holds a finished run with another configuration; remove it or choose "
-                "another --out (a study never mixes configurations under one name)."
-            )
-        return
-    if (run_dir / "checkpoint.pt").exists():
-        if _saved_config(run_dir, cls) != config.to_dict():
-            raise ValueError(f"{run_dir} holds an unfinished run with another configuration; remove it.")
-        run(out=run_dir, resume=True, progress=progress)
-    else:
-        run(config, out=run_dir, progress=progress)
 
 
 def _set_threads(threads: int) -> None:
@@ -152,7 +127,7 @@ def run_study(
 def run_all(runs: Sequence[tuple[Any, ...]], *, jobs: int = 1, progress: bool = True,
             desc: str = "study", task: Callable[..., Any] = run_resumably) -> list[Any]:
     """``task(*run, progress=False)`` for every run, ``jobs`` at a time (see :func:`run_study`);
-    the results in the order of ``runs``. The default task, :func:`run_resumably`, takes
+    the results in the order of ``runs``. The default task, :func:`bayesnas.methods.run_resumably`, takes
     ``(config, run_dir)``; with ``jobs > 1`` a task must be importable by name (a module-level
     function of a package, not of a script)."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:

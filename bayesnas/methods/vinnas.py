@@ -52,10 +52,11 @@ from pyro import poutine
 
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.data.tensors import TensorData, load_tensors
+from bayesnas.methods import run, run_resumably
 from bayesnas.runs import (
     RunConfig,
-    config_to_run,
     distributed,
+    read_config,
     read_json,
     training_seconds,
     write_config,
@@ -64,6 +65,7 @@ from bayesnas.runs import (
 from bayesnas.runs.checks import check_dataset, check_integers
 from bayesnas.runs.loop import run_epochs
 from bayesnas.runs.seeds import stream, stream_seed
+from bayesnas.runs.training import check_one_batch, error_on_tensors, train_epoch_on_tensors
 
 __all__ = ["VinnasConfig", "VinnasData", "VinnasRun", "load_data", "random_genotype", "run_vinnas",
            "run_vinnas_resumably"]
@@ -381,9 +383,12 @@ class VinnasRun:
         opt = torch.optim.Adam(trained, lr=c.retrain_lr)
         bs = c.retrain_batch_size
         n = len(self.x_train)
-        if n < bs:
-            raise ValueError(f"The training images ({n}) must hold one mini-batch, but got "
-                             f"retrain_batch_size={bs}.")
+        check_one_batch(n, bs)
+
+        def loss_of(x: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
+            if bayes is None:
+                return F.cross_entropy(net(x), y, label_smoothing=c.label_smoothing)
+            return bayes.loss(x, y, gamma=gamma, label_smoothing=c.label_smoothing)
 
         def run_epoch(epoch: int) -> dict[str, Any]:
             lr = cosine_lr(epoch, base=c.retrain_lr, epochs=c.retrain_epochs)
@@ -394,20 +399,10 @@ class VinnasRun:
             gamma = linear_ramp(epoch, start=0, end=max(1, c.retrain_epochs // 2),
                                 final=c.retrain_gamma_weights)
             net.train()
-            losses = []
-            for s in range(n // bs):
-                idx = order[s * bs : (s + 1) * bs]
-                opt.zero_grad(set_to_none=True)
-                x, y = self.dist.shard(self.x_train[idx], self.y_train[idx])
-                if bayes is None:
-                    loss = F.cross_entropy(net(x), y, label_smoothing=c.label_smoothing)
-                else:
-                    loss = bayes.loss(x, y, gamma=gamma, label_smoothing=c.label_smoothing)
-                loss.backward()
-                self.dist.average_gradients(trained)
-                opt.step()
-                losses.append(float(loss.detach()))
-            return {"iteration": (epoch + 1) * (n // bs), "loss": sum(losses) / len(losses), "lr": lr,
+            loss = train_epoch_on_tensors(functools.partial(loss_of, gamma=gamma), opt, self.x_train,
+                                          self.y_train, order=order, batch_size=bs, shard=self.dist.shard,
+                                          after_backward=lambda: self.dist.average_gradients(trained))
+            return {"iteration": (epoch + 1) * (n // bs), "loss": loss, "lr": lr,
                     **({"gamma_weights": gamma} if bayes is not None else {})}
 
         def state() -> dict[str, Any]:
@@ -424,27 +419,14 @@ class VinnasRun:
         self._loop(phase, c.retrain_epochs, run_epoch, state, load, progress=progress,
                    desc=f"re-train {name}")
         num_params = sum(p.numel() for p in net.parameters())
-        if bayes is None:
-            error, nonzero = self.test_error(net), None
-        else:
-            error = self.test_error(net, forward=bayes.pruned(threshold=PRUNE_THRESHOLD))
-            nonzero = bayes.nonzero
+        forward = None if bayes is None else bayes.pruned(threshold=PRUNE_THRESHOLD)
+        error = error_on_tensors(net, self.x_test, self.y_test, batch_size=c.eval_batch_size, forward=forward)
+        nonzero = None if bayes is None else bayes.nonzero
         result = {"test_error": error, "test_accuracy": 1.0 - error, "num_params": num_params,
                   "nonzero_params": nonzero, "bayesian": bayes is not None, "genotype": genotype,
                   "seconds": training_seconds(phase)}
         self._write(done, result)
         return result
-
-    @torch.no_grad()
-    def test_error(self, net: torch.nn.Module,
-                   forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
-        """The test error of ``net`` in eval mode (through ``forward`` if given)."""
-        net.eval()
-        forward = net if forward is None else forward
-        b = self.config.eval_batch_size
-        wrong = sum(int((forward(self.x_test[i : i + b]).argmax(-1) != self.y_test[i : i + b]).sum())
-                    for i in range(0, len(self.x_test), b))
-        return wrong / len(self.x_test)
 
     def random_genotype(self, r: int) -> dict[str, Any]:
         """Random cell ``r`` of this run (seeded by the run's seed and ``r``)."""
@@ -564,9 +546,7 @@ def run_vinnas(
 ) -> dict[str, Any]:
     """Run (or with ``resume=True`` continue, from ``out/config.json``) a VINNAS experiment into
     ``out``; returns ``results.json``'s content. ``data`` replaces loading the configured dataset."""
-    out = Path(out)
-    config = config_to_run(VinnasConfig, config, out=out, resume=resume, what="run_vinnas")
-    return VinnasRun(config, out, data=data).run(resume=resume, progress=progress)
+    return run(config, out=out, resume=resume, progress=progress, kind="vinnas", data=data)
 
 
 #: the fields that only the re-training reads: a finished search may be reused across them.
@@ -607,11 +587,11 @@ def run_vinnas_resumably(config: VinnasConfig, run_dir: str | Path, reuse: str |
         done = read_json(run_dir / "results.json")
         if len(done["random"]) >= config.random_architectures:
             return done
-        saved = VinnasConfig.from_dict(read_json(run_dir / "config.json"))
+        saved = read_config(run_dir, VinnasConfig)
         if dataclasses.replace(saved, random_architectures=config.random_architectures) != config:
             raise ValueError(f"{run_dir} holds a run with other settings; choose another --out.")
-        write_config(run_dir, config)
+        write_config(run_dir, config)  # more random cells: the finished phases are read back
+        return run(out=run_dir, resume=True, progress=progress, kind="vinnas", data=data)
     if reuse is not None and not (run_dir / "config.json").exists():
         _reuse_search(config, Path(reuse), run_dir)
-    resume = (run_dir / "config.json").exists()
-    return run_vinnas(None if resume else config, out=run_dir, resume=resume, progress=progress, data=data)
+    return run_resumably(config, run_dir, progress=progress, data=data)
