@@ -63,8 +63,8 @@ from bayesnas.runs import (
     read_json,
     save_architecture,
     save_checkpoint,
+    start_run_dir,
     training_seconds,
-    write_config,
     write_json,
 )
 from bayesnas.runs.checks import check_dataset, check_integers
@@ -443,13 +443,7 @@ class InpaintingRun:
 
     def run(self, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
         """Every phase (finished ones are read back, not re-run); writes ``results.json``."""
-        config_path = self.out / "config.json"
-        if not resume and config_path.exists():
-            raise FileExistsError(f"{self.out} already holds a run; continue it with resume=True "
-                                  "(--resume) or choose another output directory.")
-        self.out.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            write_config(self.out, self.config)
+        start_run_dir(self.out, self.config, resume=resume)
         genotype_path = self.out / "genotype.json"
         genotype = read_json(genotype_path) if genotype_path.exists() else self.search(progress=progress)
         if self.device.type == "cuda":

@@ -47,8 +47,8 @@ from bayesnas.runs import (
     RunConfig,
     distributed,
     read_json,
+    start_run_dir,
     training_seconds,
-    write_config,
     write_json,
 )
 from bayesnas.runs.checks import check_bools, check_dataset, check_integers, check_numbers
@@ -448,16 +448,11 @@ class NesRun:
 
     def run(self, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
         """Every phase (finished ones are read back, not re-run); writes ``results.json``."""
-        config_path = self.out / "config.json"
-        if not resume and config_path.exists():
-            raise FileExistsError(f"{self.out} already holds a run; continue it with resume=True "
-                                  "(--resume) or choose another output directory.")
-        self.dist.barrier()  # every rank has looked before rank 0 writes
         main = self.dist.is_main
+        start_run_dir(self.out, self.config, resume=resume, write=False)  # every rank looks first
+        self.dist.barrier()  # ... before rank 0 writes
         if main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            if not resume:
-                write_config(self.out, self.config)
+            start_run_dir(self.out, self.config, resume=resume)
         self.dist.barrier()
         c, d = self.config, self.data
         if (self.out / "architecture.json").exists():

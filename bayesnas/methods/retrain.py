@@ -39,8 +39,8 @@ from bayesnas.runs import (
     load_checkpoint,
     read_json,
     save_checkpoint,
+    start_run_dir,
     training_seconds,
-    write_config,
     write_json,
 )
 
@@ -194,11 +194,7 @@ class RetrainRun:
             self.load_state_dict(load_checkpoint(ckpt))
             self.metrics.truncate_after(self.epoch)
         else:
-            if ckpt.exists():
-                raise FileExistsError(f"{self.out} already holds a run; continue it with --resume {self.out} "
-                                      "or choose another --out.")
-            self.out.mkdir(parents=True, exist_ok=True)
-            write_config(self.out, self.config)
+            start_run_dir(self.out, self.config, resume=False, marker=ckpt.name)
             write_json(self.out / "genotype.json", self.config.genotype)
             self.metrics.truncate_after(0)
         c = self.config

@@ -55,7 +55,7 @@ from bayesnas.runs import (
     load_checkpoint,
     save_architecture,
     save_checkpoint,
-    write_config,
+    start_run_dir,
     write_json,
 )
 from bayesnas.sites import discover_sites, tensors_to_architecture
@@ -495,14 +495,8 @@ class SearchRun:
                 self.metrics.truncate_after(self.epoch)
                 self.history.truncate_after(self.epoch)
         else:
-            if ckpt.exists():
-                raise FileExistsError(
-                    f"{self.out} already holds a run; continue it with --resume {self.out} "
-                    "or choose another --out."
-                )
+            start_run_dir(self.out, self.config, resume=False, marker=ckpt.name, write=main)
             if main:
-                self.out.mkdir(parents=True, exist_ok=True)
-                write_config(self.out, self.config)
                 self.metrics.truncate_after(0)
                 self.history.truncate_after(-1)
                 self.history.append_posterior(epoch=0, iteration=0, posterior=self.posterior())

@@ -58,6 +58,7 @@ from bayesnas.runs import (
     distributed,
     read_config,
     read_json,
+    start_run_dir,
     training_seconds,
     write_config,
     write_json,
@@ -438,16 +439,11 @@ class VinnasRun:
 
     def run(self, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
         """Every phase (finished ones are read back, not re-run); writes ``results.json``."""
-        config_path = self.out / "config.json"
-        if not resume and config_path.exists():
-            raise FileExistsError(f"{self.out} already holds a run; continue it with resume=True "
-                                  "(--resume) or choose another output directory.")
-        self.dist.barrier()  # every rank has looked before rank 0 writes
-        self.out.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            if self.dist.is_main:
-                write_config(self.out, self.config)
-            self.dist.barrier()
+        start_run_dir(self.out, self.config, resume=resume, write=False)  # every rank looks first
+        self.dist.barrier()  # ... before rank 0 writes
+        if self.dist.is_main:
+            start_run_dir(self.out, self.config, resume=resume)
+        self.dist.barrier()
         if not (self.out / "genotype_magnitude.json").exists():
             self.run_search(progress=progress)
         retrained = {name: self.retrain(name, self.out / f"genotype_{name}.json", progress=progress)

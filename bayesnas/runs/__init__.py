@@ -11,6 +11,7 @@ from bayesnas.runs.config import (
     config_to_run,
     read_config,
     run_kind,
+    start_run_dir,
     write_config,
 )
 from bayesnas.runs.files import (
@@ -30,6 +31,7 @@ __all__ = [
     "RunConfig",
     "read_config",
     "run_kind",
+    "start_run_dir",
     "write_config",
     "MetricsLog",
     "atomic_write_bytes",

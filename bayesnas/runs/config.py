@@ -20,7 +20,7 @@ from bayesnas import __version__
 from bayesnas.runs.files import read_json, write_json
 
 __all__ = ["RUN_FIELDS", "RunConfig", "config_from_dict", "config_to_run", "read_config", "run_kind",
-           "write_config"]
+           "start_run_dir", "write_config"]
 
 #: Fields of ``config.json`` that belong to the run, not to its method's configuration.
 RUN_FIELDS = ("kind", "bayesnas_version")
@@ -85,6 +85,22 @@ def write_config(run_dir: str | os.PathLike, config: RunConfig) -> None:
     """``run_dir/config.json``: the run's kind and library version, then the configuration."""
     write_json(Path(run_dir) / "config.json",
                {"kind": config.kind, "bayesnas_version": __version__, **config.to_dict()})
+
+
+def start_run_dir(run_dir: str | os.PathLike, config: RunConfig, *, resume: bool, marker: str = "config.json",
+                  write: bool = True) -> None:
+    """The run directory at the start of a run: a new run is refused where one has started
+    already (its ``marker`` file exists: a method's first checkpoint, or its config.json),
+    then the directory is made and ``config.json`` written; a resumed run keeps its own.
+    ``write=False`` (a data-parallel rank other than 0) only checks."""
+    run_dir = Path(run_dir)
+    if not resume and (run_dir / marker).exists():
+        raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                              "(resume=True) or choose another --out.")
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            write_config(run_dir, config)
 
 
 def read_config(run_dir: str | os.PathLike, cls: type[C]) -> C:
