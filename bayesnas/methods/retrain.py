@@ -17,7 +17,6 @@ defaults here are CPU-sized and every one of those is an option.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,15 +33,14 @@ from bayesnas.infer.predict import error_rate
 from bayesnas.methods import run
 from bayesnas.nn.cell_network import CellNetwork, decode_genotype
 from bayesnas.runs import (
-    MetricsLog,
     RunConfig,
-    load_checkpoint,
     read_json,
     save_checkpoint,
     start_run_dir,
     training_seconds,
     write_json,
 )
+from bayesnas.runs.loop import run_epochs
 
 
 @dataclass
@@ -134,7 +132,6 @@ class RetrainRun:
                                          weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
         self.epoch = 0
-        self.metrics = MetricsLog(self.out / "metrics.jsonl")
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -189,27 +186,23 @@ class RetrainRun:
         return total / max(count, 1)
 
     def run(self, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+        """Train the remaining epochs (:func:`~bayesnas.runs.loop.run_epochs`) and finish."""
         ckpt = self.out / "checkpoint.pt"
-        if resume:
-            self.load_state_dict(load_checkpoint(ckpt))
-            self.metrics.truncate_after(self.epoch)
-        else:
-            start_run_dir(self.out, self.config, resume=False, marker=ckpt.name)
+        if resume and not ckpt.exists():
+            raise FileNotFoundError(f"No checkpoint at {ckpt}: nothing to resume.")
+        start_run_dir(self.out, self.config, resume=resume, marker=ckpt.name)
+        if not resume:
             write_json(self.out / "genotype.json", self.config.genotype)
-            self.metrics.truncate_after(0)
-        c = self.config
-        bar = tqdm(range(self.epoch, c.epochs), total=c.epochs, initial=self.epoch, disable=not progress,
-                   desc="retrain")
-        for _ in bar:
-            start = time.perf_counter()
+
+        def run_epoch(epoch: int) -> dict[str, Any]:
             train_loss = self.train_epoch(progress)
-            self.epoch += 1
-            row = {"epoch": self.epoch, "train_loss": train_loss, "lr": self.optimizer.param_groups[0]["lr"],
-                   "drop_path": self.net.drop_path_prob, "val_error": self.error("val"),
-                   "test_error": self.error("test"), "seconds": time.perf_counter() - start}
-            self.metrics.append(row)  # log first, checkpoint last (a resume cuts what follows)
-            save_checkpoint(ckpt, self.state_dict())
-            bar.set_postfix(loss=f"{train_loss:.3f}", test_err=f"{row['test_error']:.4f}")
+            self.epoch = epoch + 1
+            return {"train_loss": train_loss, "lr": self.optimizer.param_groups[0]["lr"],
+                    "drop_path": self.net.drop_path_prob, "val_error": self.error("val"),
+                    "test_error": self.error("test")}
+
+        run_epochs(self.out, self.config.epochs, run_epoch, self.state_dict, self.load_state_dict,
+                   progress=progress, desc="retrain", loss_key="train_loss")
         return self.finish()
 
     def finish(self) -> dict[str, Any]:

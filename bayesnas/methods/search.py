@@ -49,15 +49,13 @@ from bayesnas.infer.predict import error_rate
 from bayesnas.methods import run
 from bayesnas.models import get_space
 from bayesnas.runs import (
-    MetricsLog,
     RunConfig,
     distributed,
-    load_checkpoint,
     save_architecture,
-    save_checkpoint,
     start_run_dir,
     write_json,
 )
+from bayesnas.runs.loop import run_epochs
 from bayesnas.sites import discover_sites, tensors_to_architecture
 
 METHODS = ("search", "stochastic", "fixed")
@@ -290,7 +288,6 @@ class SearchRun:
                 generator=self.generator,
             )
         self.epoch = 0
-        self.metrics = MetricsLog(self.out / "metrics.jsonl")
         self.history = PosteriorHistory(self.out / HISTORY_FILE)
         weight_data = self.data.train if self.train_halves is None else self.train_halves[0]
         self.steps_per_epoch = len(weight_data) // config.batch_size
@@ -484,52 +481,39 @@ class SearchRun:
         return total / max(count, 1)
 
     def run(self, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-        """Train the remaining epochs and finish. With several processes every rank trains;
-        rank 0 alone evaluates, logs, checkpoints and writes the results (the others return
-        ``{}``)."""
+        """Train the remaining epochs (:func:`~bayesnas.runs.loop.run_epochs`) and finish. With
+        several processes every rank trains; rank 0 alone evaluates, logs, checkpoints and writes
+        the results (the others return ``{}``)."""
         ckpt = self.out / "checkpoint.pt"
         main = self.dist.is_main
-        if resume:
-            self.load_state_dict(load_checkpoint(ckpt))
-            if main:
-                self.metrics.truncate_after(self.epoch)
-                self.history.truncate_after(self.epoch)
-        else:
-            start_run_dir(self.out, self.config, resume=False, marker=ckpt.name, write=main)
-            if main:
-                self.metrics.truncate_after(0)
-                self.history.truncate_after(-1)
-                self.history.append_posterior(epoch=0, iteration=0, posterior=self.posterior())
-        tensorboard = self._tensorboard() if main else None
-        c = self.config
-        epochs = tqdm(range(self.epoch, c.epochs), total=c.epochs, initial=self.epoch,
-                      disable=not (progress and main), desc=f"{c.space}/{c.method}")
-        for _ in epochs:
+        if resume and not ckpt.exists():
+            raise FileNotFoundError(f"No checkpoint at {ckpt}: nothing to resume.")
+        start_run_dir(self.out, self.config, resume=resume, marker=ckpt.name, write=main)
+        tensorboard: list[Any] = []  # opened at the first logged epoch: it purges what came after
+
+        def run_epoch(epoch: int) -> dict[str, Any]:
             start = time.perf_counter()
             train_loss = self.train_epoch(progress and main)
-            self.epoch += 1
+            self.epoch = epoch + 1
             if not main:
-                continue
-            posterior = self.posterior()
-            row = {
-                "epoch": self.epoch,
-                "iteration": self.epoch * self.steps_per_epoch,
-                "train_loss": train_loss,
-                "lr": self.weight_optimizer.param_groups[0]["lr"],
-                **{f"{k}_error": v for k, v in self.errors("val", "test").items()},
-                "seconds": time.perf_counter() - start,
-                **self.theta_stats(posterior),
-            }
-            # Logs first, checkpoint last: a run killed in between resumes from the previous
-            # checkpoint and cuts (or, for TensorBoard, purges) what came after it.
-            self.metrics.append(row)
-            self.history.append_posterior(epoch=self.epoch, iteration=row["iteration"], posterior=posterior)
-            if tensorboard is not None:
-                tensorboard.log(row, posterior, step=row["iteration"])
-            save_checkpoint(ckpt, self.state_dict())
-            epochs.set_postfix(loss=f"{train_loss:.3f}", test_err=f"{row['test_error']:.4f}")
-        if tensorboard is not None:
-            tensorboard.close()
+                return {}
+            return {"iteration": self.epoch * self.steps_per_epoch, "train_loss": train_loss,
+                    "lr": self.weight_optimizer.param_groups[0]["lr"],
+                    **{f"{k}_error": v for k, v in self.errors("val", "test").items()},
+                    "seconds": time.perf_counter() - start, **self.theta_stats()}
+
+        def log_tensorboard(row: dict[str, Any]) -> None:
+            if not tensorboard:
+                tensorboard.append(self._tensorboard())
+            if tensorboard[0] is not None:
+                tensorboard[0].log(row, self.posterior(), step=row["iteration"])
+
+        c = self.config
+        run_epochs(self.out, c.epochs, run_epoch, self.state_dict, self.load_state_dict,
+                   progress=progress and main, desc=f"{c.space}/{c.method}", history=self.history,
+                   posterior=self.guide, main=main, loss_key="train_loss", after_log=log_tensorboard)
+        if tensorboard and tensorboard[0] is not None:
+            tensorboard[0].close()
         results = self.finish() if main else {}
         self.dist.barrier()  # every process leaves once rank 0 has written the results
         return results
@@ -539,8 +523,10 @@ class SearchRun:
             return None
         from bayesnas.runs.tensorboard import TensorBoardLog
 
-        # Events past the checkpoint (a killed run's last epoch) are purged on resume.
-        return TensorBoardLog(self.out / "tensorboard", purge_step=self.epoch * self.steps_per_epoch + 1)
+        # Events past the checkpoint (a killed run's last epoch) are purged on resume; opened
+        # after the first epoch since the checkpoint, whose events start at the purge step.
+        first = (self.epoch - 1) * self.steps_per_epoch + 1
+        return TensorBoardLog(self.out / "tensorboard", purge_step=first)
 
     def finish(self) -> dict[str, Any]:
         arch = tensors_to_architecture(self.guide.mode())

@@ -25,15 +25,22 @@ def run_epochs(
     history: Any = None,
     posterior: Any = None,
     main: bool = True,
+    loss_key: str = "loss",
+    after_log: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """Epochs ``[start, total)`` of ``run_epoch(epoch) -> metrics row``, logged to
     ``phase/metrics.jsonl`` and checkpointed atomically (``phase/checkpoint.pt``: ``state()`` and
     the epoch) after each; a checkpoint found in ``phase`` is ``load``-ed and continued, and the
-    logs are cut back to it, so a killed run resumes exactly. A row needs a finite ``"loss"``.
-    With ``history`` (a :class:`~bayesnas.analysis.history.PosteriorHistory`), ``posterior``'s
-    snapshot at the start (epoch 0) and after every epoch is appended to it (a row then needs an
-    ``"iteration"``). ``main=False`` (a data-parallel rank other than 0) trains alike but writes
-    nothing: it only reads the checkpoint to resume.
+    logs are cut back to it, so a killed run resumes exactly. A row needs a finite
+    ``row[loss_key]``. With ``history`` (a :class:`~bayesnas.analysis.history.PosteriorHistory`),
+    ``posterior``'s snapshot at the start (epoch 0) and after every epoch is appended to it (a
+    row then needs an ``"iteration"``). ``after_log(row)`` runs once the row is logged and before
+    the checkpoint (e.g. TensorBoard, whose events past a checkpoint are purged on resume).
+    ``main=False`` (a data-parallel rank other than 0) trains alike but writes nothing: it only
+    reads the checkpoint to resume.
+
+    Every method's epochs go through this loop; its order (logs first, checkpoint last) is what
+    makes a run killed at any point resume to the uninterrupted run's numbers.
     """
     ckpt = phase / "checkpoint.pt"
     log = MetricsLog(phase / "metrics.jsonl")
@@ -56,11 +63,13 @@ def run_epochs(
                       leave=False):
         begin = time.perf_counter()
         row = run_epoch(epoch)
-        if not math.isfinite(row["loss"]):
+        if not math.isfinite(row[loss_key]):
             raise FloatingPointError(
-                f"The training loss became {row['loss']} in epoch {epoch + 1} of {desc}.")
+                f"The training loss became {row[loss_key]} in epoch {epoch + 1} of {desc}.")
         row = {"epoch": epoch + 1, **row, "seconds": time.perf_counter() - begin}
         log.append(row)  # the logs first: a run killed in between cuts them back on resume
         if history is not None:
             history.append_posterior(epoch=epoch + 1, iteration=row["iteration"], posterior=posterior)
+        if after_log is not None:
+            after_log(row)
         save_checkpoint(ckpt, {**state(), "epoch": epoch + 1})

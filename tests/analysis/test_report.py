@@ -199,7 +199,7 @@ def test_tensorboard_after_a_crash_between_log_and_checkpoint_has_no_duplicate_s
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    import bayesnas.methods.search as runner
+    import bayesnas.runs.loop as runner  # the one loop every method's epochs go through
 
     real_save = runner.save_checkpoint
 
