@@ -302,7 +302,7 @@ def _rows(path):
 
 @pytest.mark.parametrize("kill_at", [2, 5], ids=["in-search", "in-retrain"])
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, monkeypatch, digits, kill_at):
-    import bayesnas.methods.inpainting as inpainting
+    import bayesnas.runs.loop as inpainting  # the one loop every phase goes through
 
     full = run_inpainting(_tiny(), out=tmp_path / "full", progress=False, data=digits)
     original = inpainting.save_checkpoint

@@ -40,7 +40,6 @@ generator.
 from __future__ import annotations
 
 import math
-import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -49,7 +48,6 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.image_quality import psnr, ssim
@@ -57,17 +55,15 @@ from bayesnas.data.masks import MASKS, apply_mask, make_masks
 from bayesnas.methods import run
 from bayesnas.nn.cae import DEFAULT_CHANNELS, SymmetricCAE, genotype_from_arch, search_variables
 from bayesnas.runs import (
-    MetricsLog,
     RunConfig,
-    load_checkpoint,
     read_json,
     save_architecture,
-    save_checkpoint,
     start_run_dir,
     training_seconds,
     write_json,
 )
 from bayesnas.runs.checks import check_dataset, check_integers
+from bayesnas.runs.loop import run_epochs
 from bayesnas.runs.seeds import stream, stream_seed
 
 __all__ = ["InpaintingConfig", "InpaintingData", "InpaintingRun", "load_images", "run_inpainting"]
@@ -282,47 +278,30 @@ class InpaintingRun:
     def _loop(self, phase: Path, total: int, per_epoch: int, step: Callable[[int], float],
               state: Callable[[], dict[str, Any]], load: Callable[[dict[str, Any]], None],
               progress: bool, desc: str, extra: Callable[[], dict[str, Any]] | None = None,
-              posterior: Callable[[], Any] | None = None) -> None:
-        """Iterations ``[start, total)`` of ``step``, checkpointed every ``checkpoint_every``
-        (default ``per_epoch``) iterations and at the end; continues from a checkpoint.
+              posterior: Any = None) -> None:
+        """Iterations ``[0, total)`` of ``step`` in epochs of ``checkpoint_every`` (default
+        ``per_epoch``) iterations, the last one possibly shorter: each epoch is one of
+        :func:`~bayesnas.runs.loop.run_epochs`, logged and checkpointed, so a killed phase
+        continues from its last epoch.
 
-        With ``posterior``, its snapshot at the start (epoch 0) and after every checkpointed
-        chunk goes to ``OUT/posterior_history.jsonl``, as :mod:`bayesnas.methods.search` writes it."""
-        ckpt = phase / "checkpoint.pt"
-        log = MetricsLog(phase / "metrics.jsonl")
-        history = PosteriorHistory(self.out / HISTORY_FILE) if posterior is not None else None
-        start = 0
-        if ckpt.exists():
-            saved = load_checkpoint(ckpt)
-            load(saved)
-            start = int(saved["iteration"])
+        With ``posterior`` (a guide), its snapshot at the start (epoch 0) and after every epoch
+        goes to ``OUT/posterior_history.jsonl``, as :mod:`bayesnas.methods.search` writes it."""
         every = self.config.checkpoint_every or per_epoch
-        done = start // every if start < total else math.ceil(total / every)
-        log.truncate_after(done)
-        if history is not None:
-            # A resumed run's history is cut back to its checkpoint; a fresh one starts at epoch 0.
-            history.truncate_after(done if start > 0 else -1)
-            if start == 0:
-                history.append_posterior(epoch=0, iteration=0, posterior=posterior())
-        losses: list[float] = []
-        begin = time.perf_counter()
-        bar = tqdm(range(start, total), total=total, initial=start, disable=not progress, desc=desc,
-                   leave=False)
-        for it in bar:
-            loss = step(it)
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"The training loss became {loss} at iteration {it + 1} of {desc}.")
-            losses.append(loss)
-            if (it + 1) % every == 0 or it + 1 == total:
-                row = {"epoch": math.ceil((it + 1) / every), "iteration": it + 1,
-                       "train_mse": sum(losses) / len(losses), "seconds": time.perf_counter() - begin,
-                       **(extra() if extra is not None else {})}
-                log.append(row)  # the logs first: a run killed in between cuts them back on resume
-                if history is not None:
-                    history.append_posterior(epoch=row["epoch"], iteration=it + 1, posterior=posterior())
-                save_checkpoint(ckpt, {**state(), "iteration": it + 1})
-                bar.set_postfix(mse=f"{row['train_mse']:.4f}")
-                losses, begin = [], time.perf_counter()
+
+        def run_epoch(epoch: int) -> dict[str, Any]:
+            end = min((epoch + 1) * every, total)
+            losses = []
+            for it in range(epoch * every, end):
+                loss = step(it)
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"The training loss became {loss} at iteration {it + 1} of {desc}.")
+                losses.append(loss)
+            return {"iteration": end, "train_mse": sum(losses) / len(losses), **(extra() if extra else {})}
+
+        history = PosteriorHistory(self.out / HISTORY_FILE) if posterior is not None else None
+        run_epochs(phase, math.ceil(total / every), run_epoch, state, load, progress=progress, desc=desc,
+                   history=history, posterior=posterior, loss_key="train_mse")
 
     # -- phase 1-2: search and export --------------------------------------------------------
     def search(self, *, progress: bool = True) -> dict[str, Any]:
@@ -380,7 +359,7 @@ class InpaintingRun:
             return {**row, "theta_lr": [o.param_groups[0]["lr"] for o in arch_optimizers]}
 
         self._loop(phase, c.search_iterations, weight_batches.steps_per_epoch, step, state, load, progress,
-                   "search", stats, lambda: Posterior.from_guide(guide))
+                   "search", stats, guide)
         arch = tensors_to_architecture(guide.mode())
         genotype = space.genotype(arch)
         save_architecture(arch, self.out / "architecture.json")
