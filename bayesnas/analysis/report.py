@@ -569,7 +569,7 @@ def write_report(run_dir: str | os.PathLike, *, credible_k: int = 10) -> dict[st
 
 # -- comparison --------------------------------------------------------------------------------
 #: Configuration keys that never distinguish methods (where and how a run ran).
-_INCIDENTAL = {"seed", "device", "data_dir", "download", "tensorboard"}
+_INCIDENTAL = {"seed", "device", "data_dir", "download", "tensorboard", "bayesnas_version"}
 
 Metric = tuple[str, Callable[[RunRecord], float | None]]
 
@@ -620,7 +620,8 @@ def compare_runs(
     varying = [k for k in keys if len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1]
     groups: dict[str, list[RunRecord]] = {}
     for r in runs:
-        label = ", ".join(f"{k}={json.dumps(r.config.get(k))}" for k in varying) or str(r.config.get("space"))
+        label = (", ".join(f"{k}={json.dumps(r.config.get(k))}" for k in varying)
+                 or _SUBTITLES[r.kind](r.config))
         groups.setdefault(label, []).append(r)
     return compare_groups(groups, out=out)
 
