@@ -178,7 +178,7 @@ def test_every_box_and_label_lies_inside_the_axes(options):
 # -- the report of an inpainting run -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def inpainting_run(tmp_path_factory):
-    """A tiny finished inpainting run (as tests/test_inpainting.py's), built here: the committed
+    """A tiny finished inpainting run (as tests/methods/test_inpainting.py's), built here: the committed
     example runs under runs/ are not part of a clean clone."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -229,7 +229,7 @@ def _family_trajectory(family: str, ctx: Context) -> dict:
             trace.append(torch.cat([t.detach().reshape(-1).clone() for t in guide.thetas]))
         weights = space.state_dict()
     else:  # variational: the toy supergraph of test_variational, weights sampled (no LRT noise)
-        from tests.test_variational import make_search
+        from tests.infer.test_variational import make_search
 
         search = make_search(0, lrt=False, warmup_epochs=0, grad_reduce=ctx.average_gradients)
         for s, (x, y) in enumerate(batches):
@@ -273,10 +273,10 @@ def _run_worker(rank: int, world: int, port: int, driver: str, out: str, record:
     _join(rank, world, port)
     if driver == "nes":
         from bayesnas.methods.nes import run_nes as run
-        from tests.test_nes_run import _config as config
+        from tests.methods.test_nes_run import _config as config
     else:
         from bayesnas.methods.vinnas import run_vinnas as run
-        from tests.test_vinnas_run import _config as config
+        from tests.methods.test_vinnas_run import _config as config
     torch.save(run(config(), out=out, progress=False), Path(record) / f"{driver}_rank{rank}.pt")
     torch.distributed.destroy_process_group()
 

@@ -31,7 +31,7 @@ from bayesnas.nn.cae import (
 )
 from bayesnas.sites import arch_plate, architecture_to_tensors, discover_sites
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

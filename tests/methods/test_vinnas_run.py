@@ -167,7 +167,7 @@ def test_script_reuses_a_finished_search_for_a_bayesian_retraining(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "experiments" / "vinnas_mnist.py"
+    path = Path(__file__).resolve().parents[2] / "experiments" / "vinnas_mnist.py"
     spec = importlib.util.spec_from_file_location("experiment_vinnas_mnist_reuse", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
