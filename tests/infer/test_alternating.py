@@ -141,6 +141,8 @@ def test_cutout_reaches_the_weight_batches_only(tmp_path, monkeypatch):
     assert all(int((x == 0).sum()) == 0 for x in seen["theta"])  # standardised digits: no exact zeros
 
 
+# 20-35 s: kept out of the default suite (10 min on 2 cores), run by `make test-slow`.
+@pytest.mark.slow
 def test_a_fixed_network_is_evaluated_with_its_own_statistics(tmp_path):
     """No recalibration for a fixed network: its most likely and averaged predictions agree."""
     from bayesnas.methods.search import SearchConfig, run_search

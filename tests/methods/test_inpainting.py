@@ -77,6 +77,8 @@ def test_paper_sizes_d_60_and_274_theta_entries():
                            "conv5x5+skip", "conv5x5+down")
 
 
+# 20-35 s: kept out of the default suite (10 min on 2 cores), run by `make test-slow`.
+@pytest.mark.slow
 def test_theta_stays_on_the_clipped_simplex_under_adversarial_utilities():
     space = InpaintingSearchSpace(3, channels=(2, 3, 4))
     specs = discover_sites(space, torch.zeros(1, 3, 8, 8))

@@ -35,6 +35,8 @@ def test_parallel_study_repeats_the_sequential_one_exactly(tmp_path):
             assert ra["test_error_deterministic"] == rb["test_error_deterministic"]
 
 
+# 20-35 s: kept out of the default suite (10 min on 2 cores), run by `make test-slow`.
+@pytest.mark.slow
 def test_run_all_runs_any_importable_task_in_processes_and_keeps_the_order(tmp_path):
     """VINNAS seeds through ``run_all(task=run_vinnas_resumably)``: two processes give the
     results of one after another (same thread count), in the order of the runs; a second call

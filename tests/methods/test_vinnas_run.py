@@ -163,6 +163,8 @@ def test_pruning_threshold_zeroes_weights_with_large_log_alpha(tmp_path, data):
     assert bayes.nonzero == deterministic
 
 
+# 20-35 s: kept out of the default suite (10 min on 2 cores), run by `make test-slow`.
+@pytest.mark.slow
 def test_script_reuses_a_finished_search_for_a_bayesian_retraining(tmp_path):
     import importlib.util
     from pathlib import Path

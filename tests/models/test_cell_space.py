@@ -102,6 +102,8 @@ def test_stand_alone_network_runs_from_the_json_alone_without_pyro(tmp_path):
     assert done.stdout.startswith("(2, 10)")
 
 
+# 20-35 s: kept out of the default suite (10 min on 2 cores), run by `make test-slow`.
+@pytest.mark.slow
 def test_search_on_digits_keeps_every_theta_row_on_the_clipped_simplex(tmp_path):
     from bayesnas.methods.search import SearchConfig, run_search
 
