@@ -9,7 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bayesnas.methods.search import LR_SCHEDULES, METHODS, SearchConfig, run_search
+from bayesnas.methods import run
+from bayesnas.methods.search import LR_SCHEDULES, METHODS, SearchConfig
 from bayesnas.user_errors import USER_ERRORS, message
 
 
@@ -102,12 +103,12 @@ def _add_retrain(sub: argparse._SubParsersAction) -> None:
 
 
 def _retrain(args: argparse.Namespace) -> tuple[dict, Path]:
-    from bayesnas.methods.retrain import RetrainConfig, load_genotype, run_retrain
+    from bayesnas.methods.retrain import RetrainConfig, load_genotype
 
     if args.resume:
         out = Path(args.resume)
         print(f"resuming {out}", file=sys.stderr)
-        return run_retrain(out=out, resume=True, progress=not args.no_progress), out
+        return run(out=out, resume=True, progress=not args.no_progress), out
     if not args.genotype or not args.out:
         raise ValueError("`bayesnas retrain GENOTYPE --out RUN_DIR` needs both (or `--resume RUN_DIR`).")
     config = RetrainConfig(
@@ -117,7 +118,7 @@ def _retrain(args: argparse.Namespace) -> tuple[dict, Path]:
         auxiliary_weight=args.auxiliary_weight, cutout=args.cutout, seed=args.seed, device=args.device,
         data_dir=args.data_dir, download=args.download)
     out = Path(args.out)
-    return run_retrain(config, out=out, progress=not args.no_progress), out
+    return run(config, out=out, progress=not args.no_progress), out
 
 
 def _add_analysis(sub: argparse._SubParsersAction) -> None:
@@ -195,8 +196,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             _analysis(args)
             return 0
         if args.command == "resume":
-            from bayesnas.methods import run
-
             out = Path(args.run_dir)
             if not (out / "config.json").exists():
                 raise FileNotFoundError(f"{out} holds no run to resume (no config.json).")
@@ -212,12 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.resume:
             out = Path(args.resume)
             print(f"resuming {out}", file=sys.stderr)
-            results = run_search(out=out, resume=True, progress=not args.no_progress)
+            results = run(out=out, resume=True, progress=not args.no_progress)
         else:
             if not args.out:
                 raise ValueError("`--out RUN_DIR` is required (or `--resume RUN_DIR`).")
             out = Path(args.out)
-            results = run_search(_config(args), out=out, progress=not args.no_progress)
+            results = run(_config(args), out=out, progress=not args.no_progress)
     except USER_ERRORS as err:  # bad input: state the rule and the value, no traceback
         print(f"bayesnas: error: {message(err)}", file=sys.stderr)
         return 2

@@ -32,7 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bayesnas.data.masks import MASKS  # noqa: E402
-from bayesnas.methods.inpainting import InpaintingConfig, load_images, run_inpainting  # noqa: E402
+from bayesnas.methods import run
+from bayesnas.methods.inpainting import InpaintingConfig, load_images  # noqa: E402
 from bayesnas.methods.study import (  # noqa: E402
     SEPARATION,
     command_line,
@@ -124,7 +125,7 @@ def _run(config: InpaintingConfig, run_dir: Path, data, progress: bool) -> dict:
     if (run_dir / "results.json").exists():
         return read_json(run_dir / "results.json")
     resume = (run_dir / "config.json").exists()
-    return run_inpainting(None if resume else config, out=run_dir, resume=resume, progress=progress,
+    return run(None if resume else config, out=run_dir, resume=resume, progress=progress,
                           data=data)
 
 

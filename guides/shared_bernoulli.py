@@ -112,19 +112,9 @@ class SharedBernoulliGuide(ExpectationGuide):
     def summary(self) -> dict[str, Any]:
         """θ per site in the group shape, with ``group_size`` (read by
         ``bayesnas.analysis.SharedBernoulliMarginal.from_summary``)."""
-        out = {}
+        out = super().summary()
         for name, spec in self.specs.items():
-            out[name] = {
-                "family": self.family,
-                "shape": list(spec.theta_shape),
-                "theta": self.theta(name).detach().cpu().tolist(),
-                "group_size": self.group_size(name),
-                "entropy": float(self.entropy_of(name).sum()),
-            }
-            if spec.choices:
-                out[name]["choices"] = list(spec.choices)
-            if spec.edges:
-                out[name]["edges"] = [list(e) for e in spec.edges]
+            out[name].update(shape=list(spec.theta_shape), group_size=self.group_size(name))
         return out
 
     def make_optimizers(self, **kwargs: Any) -> list[torch.optim.Optimizer]:

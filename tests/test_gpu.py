@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from bayesnas.methods.search import SearchConfig, run_search
+from bayesnas.methods import run
+from bayesnas.methods.search import SearchConfig
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -13,8 +14,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_search_runs_on_the_gpu_and_samples_the_same_architectures_as_on_cpu(tmp_path):
     cfg = dict(space="layer-skip", dataset="digits", epochs=1, seed=0, batch_size=16,
                stochastic_samples=8, space_options={"depth": 6, "width": 32})
-    gpu = run_search(SearchConfig(device="cuda", **cfg), out=tmp_path / "gpu", progress=False)
-    run_search(SearchConfig(device="cpu", **cfg), out=tmp_path / "cpu", progress=False)
+    gpu = run(SearchConfig(device="cuda", **cfg), out=tmp_path / "gpu", progress=False)
+    run(SearchConfig(device="cpu", **cfg), out=tmp_path / "cpu", progress=False)
     assert 0.0 <= gpu["test_error_deterministic"] <= 1.0
     theta = {d: json.loads((tmp_path / d / "posterior.json").read_text())["layers"]["theta"]
              for d in ("gpu", "cpu")}
@@ -45,7 +46,7 @@ def test_every_space_searches_on_the_gpu(space, penalty, tmp_path):
     assert set(SMALL_SPACES) == set(available_spaces())  # a new space must be added here
     if penalty and space in ("activation-select", "enas-cells"):
         pytest.skip("these choices carry no complexity cost")
-    result = run_search(
+    result = run(
         SearchConfig(space=space, dataset="digits", epochs=1, seed=0, batch_size=16, device="cuda",
                      penalty=penalty, stochastic_samples=4, space_options=SMALL_SPACES[space]),
         out=tmp_path / space, progress=False,

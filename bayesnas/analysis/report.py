@@ -316,7 +316,7 @@ def _network_cell(network: dict[str, Any], key: str) -> Any:
 def _results_section(doc: _Document, results: dict[str, Any] | None, *, inpainting: bool = False) -> None:
     doc.heading("Test metrics")
     if not results:
-        how = ("`run_inpainting(out=RUN_DIR, resume=True)`" if inpainting
+        how = ("`bayesnas.methods.run(out=RUN_DIR, resume=True)`" if inpainting
                else "`bayesnas search --resume RUN_DIR`")
         doc.paragraph(f"The run has not finished: no results.json yet (resume it with {how}).", css="warn")
         return

@@ -13,6 +13,7 @@ a family in an ``if`` chain.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -131,6 +132,10 @@ class Family:
             ``infer["family"]`` one of this family's (a hand-written ``pyro.sample``).
         binary: θ is P(bit = 1) (the Bernoulli families): θ starts at ``theta_init`` in a
             search, and the logs show θ itself.
+        guide_class, marginal_class: ``"module:Class"`` of its guide (built as
+            ``Class(specs, **options.guide_kwargs())``) and of its posterior marginal, imported
+            on first use (guides and the analysis import the core, not the other way round).
+            A family defined elsewhere may set classes, or override :meth:`guide` / :attr:`marginal`.
     """
 
     name: ClassVar[str] = ""
@@ -138,6 +143,8 @@ class Family:
     draws: ClassVar[Mapping[type, Draw]] = {}
     legacy_distributions: ClassVar[tuple[type, ...]] = ()
     binary: ClassVar[bool] = False
+    guide_class: ClassVar[str | type | None] = None
+    marginal_class: ClassVar[str | type | None] = None
 
     # -- declaring and discovering --------------------------------------------------------
     def spec(self, name: str, fn: torch.distributions.Distribution, infer: Mapping[str, Any]) -> SiteSpec:
@@ -155,7 +162,11 @@ class Family:
 
     # -- guide, optimizer, marginal --------------------------------------------------------
     def guide(self, specs: Sequence[SiteSpec], options: FamilyOptions | None = None) -> torch.nn.Module:
-        raise NotImplementedError(f"The {self.name!r} family has no guide.")
+        """The family's guide over ``specs``, with the guide's fields of ``options``."""
+        if self.guide_class is None:
+            raise NotImplementedError(f"The {self.name!r} family has no guide.")
+        opts = options if options is not None else self.options()
+        return _resolve(self.guide_class)(specs, **opts.guide_kwargs())
 
     def optimizers(self, guide: Any, options: FamilyOptions | None = None) -> list[torch.optim.Optimizer]:
         """The optimizers of ``guide`` (one of this family's) under ``options``."""
@@ -164,7 +175,17 @@ class Family:
 
     @property
     def marginal(self) -> type[SiteMarginal]:
-        raise NotImplementedError(f"The {self.name!r} family has no posterior marginal.")
+        if self.marginal_class is None:
+            raise NotImplementedError(f"The {self.name!r} family has no posterior marginal.")
+        return _resolve(self.marginal_class)
+
+
+def _resolve(target: str | type) -> Any:
+    """A class, or the class that ``"module:Class"`` names."""
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    return target
 
 
 # -- helpers of the declaring functions -------------------------------------------------------

@@ -80,6 +80,8 @@ def check_value_shape(spec: SiteSpec, value: torch.Tensor) -> None:
 
 class BernoulliFamily(Family):
     name: ClassVar[str] = "bernoulli"
+    guide_class = "bayesnas.guides.bernoulli:BernoulliGuide"
+    marginal_class = "bayesnas.analysis.marginals:BernoulliMarginal"
     options = NaturalGradientOptions
     draws = {torch.distributions.Bernoulli: draw_bernoulli}
     legacy_distributions = (torch.distributions.Bernoulli,)
@@ -95,14 +97,3 @@ class BernoulliFamily(Family):
 
     def value(self, spec: SiteSpec, given: Any, device: torch.device | str | None) -> torch.Tensor:
         return check_bits(spec, given, device, "Bernoulli")
-
-    def guide(self, specs: Sequence[SiteSpec], options: NaturalGradientOptions | None = None) -> Any:
-        from bayesnas.guides.bernoulli import BernoulliGuide
-
-        return BernoulliGuide(specs)
-
-    @property
-    def marginal(self) -> Any:
-        from bayesnas.analysis.marginals import BernoulliMarginal
-
-        return BernoulliMarginal

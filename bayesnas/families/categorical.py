@@ -71,6 +71,8 @@ def check_indices(spec: SiteSpec, given: Any, device: torch.device | str | None)
 
 class CategoricalFamily(Family):
     name: ClassVar[str] = "categorical"
+    guide_class = "bayesnas.guides.categorical:CategoricalGuide"
+    marginal_class = "bayesnas.analysis.marginals:CategoricalMarginal"
     options = NaturalGradientOptions
     draws = {torch.distributions.Categorical: draw_categorical}
     legacy_distributions = (torch.distributions.Categorical,)
@@ -88,14 +90,3 @@ class CategoricalFamily(Family):
 
     def value(self, spec: SiteSpec, given: Any, device: torch.device | str | None) -> torch.Tensor:
         return check_indices(spec, given, device)
-
-    def guide(self, specs: Sequence[SiteSpec], options: NaturalGradientOptions | None = None) -> Any:
-        from bayesnas.guides.categorical import CategoricalGuide
-
-        return CategoricalGuide(specs)
-
-    @property
-    def marginal(self) -> Any:
-        from bayesnas.analysis.marginals import CategoricalMarginal
-
-        return CategoricalMarginal

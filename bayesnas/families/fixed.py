@@ -3,7 +3,7 @@ model sites; its guide samples every site from a ``Delta`` at the fixed value.""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pyro.distributions as dist
 import torch
@@ -21,10 +21,5 @@ def draw_delta(fn: torch.distributions.Distribution, shape: torch.Size,
 
 class FixedFamily(Family):
     name: ClassVar[str] = "fixed"
+    marginal_class = "bayesnas.analysis.marginals:FixedMarginal"
     draws = {dist.Delta: draw_delta}
-
-    @property
-    def marginal(self) -> Any:
-        from bayesnas.analysis.marginals import FixedMarginal
-
-        return FixedMarginal

@@ -74,6 +74,8 @@ class GaussianOptions(FamilyOptions):
 
 class GaussianIntegerFamily(Family):
     name: ClassVar[str] = "gaussian-integer"
+    guide_class = "bayesnas.guides.gaussian:GaussianGuide"
+    marginal_class = "bayesnas.analysis.marginals:GaussianIntegerMarginal"
     options = GaussianOptions
     draws = {torch.distributions.Normal: draw_normal}
 
@@ -91,14 +93,3 @@ class GaussianIntegerFamily(Family):
             raise ValueError(f"Integer site {spec.name!r} takes the values {g.low}, {g.low + g.step}, ..., "
                              f"{g.high}, but got {given}.")
         return value
-
-    def guide(self, specs: Sequence[SiteSpec], options: GaussianOptions | None = None) -> Any:
-        from bayesnas.guides.gaussian import GaussianGuide
-
-        return GaussianGuide(specs, **(options or GaussianOptions()).guide_kwargs())
-
-    @property
-    def marginal(self) -> Any:
-        from bayesnas.analysis.marginals import GaussianIntegerMarginal
-
-        return GaussianIntegerMarginal

@@ -93,6 +93,8 @@ class NormalOptions(FamilyOptions):
 
 class NormalStrengthFamily(Family):
     name: ClassVar[str] = "normal"
+    guide_class = "bayesnas.guides.normal:NormalGuide"
+    marginal_class = "bayesnas.analysis.marginals:NormalStrengthMarginal"
     options = NormalOptions
     draws = {torch.distributions.Normal: draw_normal}
     legacy_distributions = (LogUniform,)
@@ -130,14 +132,3 @@ class NormalStrengthFamily(Family):
             f"Arch site {spec.name!r} has shape {spec.shape} (α) or {spec.shape[:-1]} (op indices), but "
             f"the architecture gives a value of shape {tuple(value.shape)}."
         )
-
-    def guide(self, specs: Sequence[SiteSpec], options: NormalOptions | None = None) -> Any:
-        from bayesnas.guides.normal import NormalGuide
-
-        return NormalGuide(specs, **(options or NormalOptions()).guide_kwargs())
-
-    @property
-    def marginal(self) -> Any:
-        from bayesnas.analysis.marginals import NormalStrengthMarginal
-
-        return NormalStrengthMarginal

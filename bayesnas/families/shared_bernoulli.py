@@ -63,6 +63,8 @@ def shared_bernoulli(
 
 class SharedBernoulliFamily(Family):
     name: ClassVar[str] = "shared-bernoulli"
+    guide_class = "bayesnas.guides.shared_bernoulli:SharedBernoulliGuide"
+    marginal_class = "bayesnas.analysis.marginals:SharedBernoulliMarginal"
     options = NaturalGradientOptions
     draws = {torch.distributions.Bernoulli: draw_bernoulli}
     binary = True
@@ -84,14 +86,3 @@ class SharedBernoulliFamily(Family):
 
     def value(self, spec: SiteSpec, given: Any, device: torch.device | str | None) -> torch.Tensor:
         return check_bits(spec, given, device, "Shared-rate Bernoulli")
-
-    def guide(self, specs: Sequence[SiteSpec], options: NaturalGradientOptions | None = None) -> Any:
-        from bayesnas.guides.shared_bernoulli import SharedBernoulliGuide
-
-        return SharedBernoulliGuide(specs)
-
-    @property
-    def marginal(self) -> Any:
-        from bayesnas.analysis.marginals import SharedBernoulliMarginal
-
-        return SharedBernoulliMarginal

@@ -1,6 +1,6 @@
 """The inpainting experiment of pdas2019 §4.2: search a symmetric CAE, re-train it, score it.
 
-:func:`run_inpainting` (an :class:`InpaintingRun`) does, in ``out``:
+:func:`bayesnas.methods.run` of an :class:`InpaintingConfig` (an :class:`InpaintingRun`) does, in ``out``:
 
 1. **search** (``search/``): pdas2019 alg. 1 on :class:`~bayesnas.models.InpaintingSearchSpace`
    — the training images cut into halves D_W / D_θ, W stepped on a D_W mini-batch, then θ on a
@@ -52,7 +52,6 @@ import torch.nn.functional as F
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.image_quality import psnr, ssim
 from bayesnas.data.masks import MASKS, apply_mask, make_masks
-from bayesnas.methods import run
 from bayesnas.nn.cae import DEFAULT_CHANNELS, SymmetricCAE, genotype_from_arch, search_variables
 from bayesnas.runs import (
     RunConfig,
@@ -62,11 +61,11 @@ from bayesnas.runs import (
     training_seconds,
     write_json,
 )
-from bayesnas.runs.checks import check_dataset, check_integers
+from bayesnas.runs.checks import check_integers
 from bayesnas.runs.loop import run_epochs
 from bayesnas.runs.seeds import stream, stream_seed
 
-__all__ = ["InpaintingConfig", "InpaintingData", "InpaintingRun", "load_images", "run_inpainting"]
+__all__ = ["InpaintingConfig", "InpaintingData", "InpaintingRun", "load_images"]
 
 # The loaders' normalisations, undone to get pixels in [0, 1]: mean and std per channel.
 # (bayesnas.data.embedded: MNIST's constants for mnist5k, fixed constants for digits.)
@@ -89,10 +88,8 @@ class InpaintingConfig(RunConfig):
     ``flip``: random horizontal flips of the training images.
     """
 
-    dataset: str = "mnist5k"
     side: int = 64
     mask: str = "center"
-    seed: int = 0
     num_hidden: int = 20
     level_back: int = 5
     channels: tuple[int, ...] = DEFAULT_CHANNELS
@@ -109,9 +106,6 @@ class InpaintingConfig(RunConfig):
     test_images: int | None = None
     eval_batch_size: int = 100
     checkpoint_every: int | None = None
-    device: str = "cpu"
-    data_dir: str | None = None
-    download: bool = False
 
     kind: ClassVar[str] = "inpainting"
 
@@ -119,14 +113,14 @@ class InpaintingConfig(RunConfig):
         self.channels = tuple(self.channels)
 
     def validate(self) -> None:
+        super().validate()
         from bayesnas.nn.cae import check_space_options
 
-        check_dataset(self.dataset)
         if self.mask not in MASKS:
             raise ValueError(f"`mask` must be one of {MASKS}, but got mask={self.mask!r}.")
         check_space_options(self.num_hidden, self.level_back, self.channels, 1)
         check_integers(self, {"side": 4, "batch_size": 1, "search_iterations": 1, "retrain_iterations": 1,
-                              "random_architectures": 0, "num_samples": 2, "eval_batch_size": 1, "seed": 0})
+                              "random_architectures": 0, "num_samples": 2, "eval_batch_size": 1})
         check_integers(self, {"test_images": 1, "checkpoint_every": 1}, optional=True)
         if not self.lr > 0:
             raise ValueError(f"`lr` must be positive, but got lr={self.lr!r}.")
@@ -444,16 +438,3 @@ class InpaintingRun:
         write_json(self.out / "results.json", results)
         return results
 
-
-def run_inpainting(
-    config: InpaintingConfig | None = None,
-    *,
-    out: str | Path,
-    resume: bool = False,
-    progress: bool = True,
-    data: InpaintingData | None = None,
-) -> dict[str, Any]:
-    """Run (or with ``resume=True`` continue, from ``out/config.json``) an inpainting
-    experiment into ``out``; returns ``results.json``'s content. ``data`` replaces loading the
-    configured dataset (images already in [0, 1])."""
-    return run(config, out=out, resume=resume, progress=progress, kind="inpainting", data=data)

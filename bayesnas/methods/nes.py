@@ -1,7 +1,7 @@
 """nes2019 end to end: a search of ordered integer hyper-parameters under a budget, the
 re-training of ⌊μ⌋ from scratch, and the uniform-rescale baselines at the same budget.
 
-A run (:func:`run_nes`, resumable, everything under one directory):
+A run (:func:`bayesnas.methods.run` of a :class:`NesConfig`, resumable, everything under one directory):
 
 1. **search** (nes2019 algorithm 1, :class:`~bayesnas.infer.NESArchitectureSearch`): the
    training images are split into a sub-train part (the weights) and a sub-evaluation part
@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,7 +42,6 @@ import torch.nn.functional as F
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.data.tensors import TensorData, load_tensors
 from bayesnas.infer.schedules import cosine_lr
-from bayesnas.methods import run
 from bayesnas.runs import (
     RunConfig,
     distributed,
@@ -51,12 +50,12 @@ from bayesnas.runs import (
     training_seconds,
     write_json,
 )
-from bayesnas.runs.checks import check_bools, check_dataset, check_integers, check_numbers
+from bayesnas.runs.checks import check_bools, check_integers, check_numbers
 from bayesnas.runs.loop import run_epochs
 from bayesnas.runs.seeds import stream, stream_seed
 from bayesnas.runs.training import check_one_batch, error_on_tensors, train_epoch_on_tensors
 
-__all__ = ["BACKBONES", "UNIFORM", "NesConfig", "NesRun", "fit_to_budget", "measure_latency_table", "run_nes",
+__all__ = ["BACKBONES", "UNIFORM", "NesConfig", "NesRun", "fit_to_budget", "measure_latency_table",
            "uniform_architecture"]
 
 BACKBONES = ("mobilenetv2", "resnet")
@@ -99,7 +98,7 @@ class NesConfig(RunConfig):
     measured once for a whole study); ``None``: measured on the run's device at its start.
     """
 
-    dataset: str = "digits"
+    dataset: str = field(default="digits", kw_only=True)
     backbone: str = "mobilenetv2"
     width_mult: float = 0.5
     search_resolution: bool = False
@@ -108,7 +107,6 @@ class NesConfig(RunConfig):
     latency_table: str | None = None
     budget: float = 0.5
     rho: float = 20.0
-    seed: int = 0
     outer_iterations: int = 10
     weight_steps: int | None = None
     arch_steps: int = 5
@@ -132,9 +130,6 @@ class NesConfig(RunConfig):
     uniform: tuple[str, ...] = UNIFORM
     max_train_images: int | None = None
     test_images: int | None = None
-    device: str = "cpu"
-    data_dir: str | None = None
-    download: bool = False
 
     kind: ClassVar[str] = "nes"
 
@@ -143,7 +138,7 @@ class NesConfig(RunConfig):
 
     def validate(self) -> None:
         """Check every field; errors state the rule and the value."""
-        check_dataset(self.dataset)
+        super().validate()
         for name, allowed in (("backbone", BACKBONES), ("resource", RESOURCES), ("init", INITS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {list(allowed)}, but got "
@@ -151,7 +146,7 @@ class NesConfig(RunConfig):
         unknown = [u for u in self.uniform if u not in UNIFORM]
         if unknown:
             raise ValueError(f"`uniform` takes baselines from {list(UNIFORM)}, but got {list(self.uniform)}.")
-        check_integers(self, {"seed": 0, "outer_iterations": 1, "arch_steps": 1, "num_samples": 1,
+        check_integers(self, {"outer_iterations": 1, "arch_steps": 1, "num_samples": 1,
                               "eval_batch_size": 2, "batch_size": 2, "retrain_epochs": 1,
                               "retrain_batch_size": 2})
         check_integers(self, {"weight_steps": 1, "max_train_images": 1, "test_images": 1}, optional=True)
@@ -490,9 +485,3 @@ class NesRun:
         self.dist.barrier()
         return results
 
-
-def run_nes(config: NesConfig | None = None, *, out: str | Path, resume: bool = False, progress: bool = True,
-            data: TensorData | None = None) -> dict[str, Any]:
-    """Run (or with ``resume=True`` continue, from ``out/config.json``) a nes2019 experiment into
-    ``out``; returns ``results.json``'s content. ``data`` replaces loading the configured dataset."""
-    return run(config, out=out, resume=resume, progress=progress, kind="nes", data=data)

@@ -30,7 +30,6 @@ from bayesnas.data import load_dataset
 from bayesnas.data.batches import batches
 from bayesnas.data.cutout import cutout
 from bayesnas.infer.predict import error_rate
-from bayesnas.methods import run
 from bayesnas.nn.cell_network import CellNetwork, decode_genotype
 from bayesnas.runs import (
     RunConfig,
@@ -56,7 +55,6 @@ class RetrainConfig(RunConfig):
     """
 
     genotype: dict[str, Any]
-    dataset: str = "mnist5k"
     channels: int = 16
     normal_cells: int = 2
     epochs: int = 30
@@ -68,15 +66,12 @@ class RetrainConfig(RunConfig):
     drop_path: float = 0.3
     auxiliary_weight: float = 0.4
     cutout: int = 0
-    seed: int = 0
-    device: str = "cpu"
-    data_dir: str | None = None
-    download: bool = False
     val_fraction: float = 0.1
 
     kind: ClassVar[str] = "retrain"
 
     def validate(self) -> None:
+        super().validate()
         decode_genotype(self.genotype)
         for name in ("channels", "normal_cells", "epochs", "batch_size"):
             value = getattr(self, name)
@@ -218,9 +213,3 @@ class RetrainRun:
         write_json(self.out / "results.json", results)
         return results
 
-
-def run_retrain(
-    config: RetrainConfig | None = None, *, out: str | Path, resume: bool = False, progress: bool = True
-) -> dict[str, Any]:
-    """Re-train (or with ``resume=True`` continue re-training) into ``out``; returns the results."""
-    return run(config, out=out, resume=resume, progress=progress, kind="retrain")

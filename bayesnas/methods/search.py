@@ -46,7 +46,6 @@ from bayesnas.infer import (
     recalibrated_batchnorm,
 )
 from bayesnas.infer.predict import error_rate
-from bayesnas.methods import run
 from bayesnas.models import get_space
 from bayesnas.runs import (
     RunConfig,
@@ -92,10 +91,8 @@ class SearchConfig(RunConfig):
     """
 
     space: str = "layer-skip"
-    dataset: str = "mnist5k"
     method: str = "search"
     epochs: int = 30
-    seed: int = 0
     batch_size: int = 32
     num_samples: int = 2
     same_batch: bool = True
@@ -114,9 +111,6 @@ class SearchConfig(RunConfig):
     adaptive: bool = False
     penalty: float = 0.0
     stochastic_samples: int = 100
-    device: str = "cpu"
-    data_dir: str | None = None
-    download: bool = False
     val_fraction: float = 0.1
     space_options: dict[str, Any] = field(default_factory=dict)
     credible_set_size: int = 10
@@ -127,6 +121,7 @@ class SearchConfig(RunConfig):
     kind: ClassVar[str] = "search"
 
     def validate(self) -> None:
+        super().validate()
         get_space(self.space)
         if self.method not in METHODS:
             raise ValueError(f"Unknown method {self.method!r}. Known methods: {', '.join(METHODS)}.")
@@ -555,13 +550,3 @@ class SearchRun:
         write_json(self.out / "results.json", results)
         return results
 
-
-def run_search(
-    config: SearchConfig | None = None,
-    *,
-    out: str | Path,
-    resume: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Run (or with ``resume=True`` continue) a search into ``out``; returns the results."""
-    return run(config, out=out, resume=resume, progress=progress, kind="search")

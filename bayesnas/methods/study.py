@@ -1,7 +1,7 @@
 """Studies: several configurations (arms) × several seeds, run resumably, summarised as mean ± std.
 
 The papers report every number as a mean (and deviation) over repeated trials; a study does the
-same with :func:`~bayesnas.methods.search.run_search`. Each run lives in ``OUT/<arm>/seed<k>/``; a
+same with :func:`bayesnas.methods.run`. Each run lives in ``OUT/<arm>/seed<k>/``; a
 finished run (``results.json``) is never run again and a killed one resumes from its checkpoint,
 so re-running the same command after a crash completes the study. The experiment scripts in
 ``experiments/`` are studies with a results table and figures.

@@ -1,7 +1,7 @@
 """The MNIST experiment of vinnas2020 §V (table II): search, export by SNR and by magnitude,
 re-train, and compare with a random cell.
 
-:func:`run_vinnas` (a :class:`VinnasRun`) does, in ``out``:
+:func:`bayesnas.methods.run` of a :class:`VinnasConfig` (a :class:`VinnasRun`) does, in ``out``:
 
 1. **search** (``search/``): vinnas2020 alg. 1 on :class:`~bayesnas.models.VinnasSearchSpace`
    (layout ``M``: one reduction cell of I = 2 states, §V-A) with Bayesian weights under the
@@ -63,12 +63,12 @@ from bayesnas.runs import (
     write_config,
     write_json,
 )
-from bayesnas.runs.checks import check_dataset, check_integers
+from bayesnas.runs.checks import check_integers
 from bayesnas.runs.loop import run_epochs
 from bayesnas.runs.seeds import stream, stream_seed
 from bayesnas.runs.training import check_one_batch, error_on_tensors, train_epoch_on_tensors
 
-__all__ = ["VinnasConfig", "VinnasData", "VinnasRun", "load_data", "random_genotype", "run_vinnas",
+__all__ = ["VinnasConfig", "VinnasData", "VinnasRun", "load_data", "random_genotype",
            "run_vinnas_resumably"]
 
 #: the exported genotypes: criterion of :meth:`VinnasSearchSpace.genotype` → file stem.
@@ -106,9 +106,7 @@ class VinnasConfig(RunConfig):
     ``max_train_images``: a fixed random subset of so many test / training images (``None``: all).
     """
 
-    dataset: str = "mnist5k"
     layout: str = "M"
-    seed: int = 0
     channels: int = 16
     bayesian: bool = True
     search_fraction: float = 0.25
@@ -136,21 +134,18 @@ class VinnasConfig(RunConfig):
     max_train_images: int | None = None
     test_images: int | None = None
     eval_batch_size: int = 500
-    device: str = "cpu"
-    data_dir: str | None = None
-    download: bool = False
 
     kind: ClassVar[str] = "vinnas"
 
     def validate(self) -> None:
         """Check every field; errors state the rule and the value."""
+        super().validate()
         from bayesnas.nn.vinnas_cells import LAYOUTS, parse_cells
 
-        check_dataset(self.dataset)
         if self.layout not in LAYOUTS:
             raise ValueError(f"`layout` must be one of {sorted(LAYOUTS)} (vinnas2020 §V-A), but got "
                              f"layout={self.layout!r}.")
-        check_integers(self, {"seed": 0, "channels": 2, "batch_size": 1, "epochs": 1, "warmup_epochs": 0,
+        check_integers(self, {"channels": 2, "batch_size": 1, "epochs": 1, "warmup_epochs": 0,
                               "retrain_epochs": 1, "retrain_batch_size": 1, "random_architectures": 0,
                               "eval_batch_size": 1})
         check_integers(self, {"gamma_start": 0, "gamma_end": 0, "retrain_channels": 2, "max_train_images": 2,
@@ -532,18 +527,6 @@ class _BayesianWeights(torch.nn.Module):
         return forward
 
 
-def run_vinnas(
-    config: VinnasConfig | None = None,
-    *,
-    out: str | Path,
-    resume: bool = False,
-    progress: bool = True,
-    data: VinnasData | None = None,
-) -> dict[str, Any]:
-    """Run (or with ``resume=True`` continue, from ``out/config.json``) a VINNAS experiment into
-    ``out``; returns ``results.json``'s content. ``data`` replaces loading the configured dataset."""
-    return run(config, out=out, resume=resume, progress=progress, kind="vinnas", data=data)
-
 
 #: the fields that only the re-training reads: a finished search may be reused across them.
 RETRAIN_FIELDS = frozenset({"retrain_epochs", "retrain_lr", "retrain_batch_size", "retrain_channels",
@@ -573,11 +556,11 @@ def _reuse_search(config: VinnasConfig, source: Path, run_dir: Path) -> None:
 
 def run_vinnas_resumably(config: VinnasConfig, run_dir: str | Path, reuse: str | Path | None = None, *,
                          progress: bool = False, data: VinnasData | None = None) -> dict[str, Any]:
-    """:func:`run_vinnas` for studies: a finished run is read back, a killed one resumed, a new
-    one started; with ``reuse``, a new one starts from the finished search in that directory
-    (same search settings; only the re-training runs). A finished run asked for more random
-    cells re-trains only the missing ones (their draws depend on the seed and their index, not
-    on how many are asked for). Returns ``results.json``'s content."""
+    """:func:`bayesnas.methods.run_resumably` for VINNAS studies: a finished run is read back, a
+    killed one resumed, a new one started; with ``reuse``, a new one starts from the finished
+    search in that directory (same search settings; only the re-training runs). A finished run
+    asked for more random cells re-trains only the missing ones (their draws depend on the seed
+    and their index, not on how many are asked for). Returns ``results.json``'s content."""
     run_dir = Path(run_dir)
     if (run_dir / "results.json").exists():
         done = read_json(run_dir / "results.json")

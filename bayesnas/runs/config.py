@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from bayesnas import __version__
+from bayesnas.runs.checks import check_bools, check_dataset, check_integers
 from bayesnas.runs.files import read_json, write_json
 
 __all__ = ["RUN_FIELDS", "RunConfig", "config_from_dict", "config_to_run", "read_config", "run_kind",
@@ -46,15 +47,39 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@dataclasses.dataclass(kw_only=True)
 class RunConfig:
-    """Base of the methods' configuration dataclasses: ``kind``, plain-dict round trips that
-    refuse unknown keys, and ``validate()`` (each method's own checks, with the shared helpers
-    of :mod:`bayesnas.runs.checks`)."""
+    """Base of the methods' configuration dataclasses: the fields every run has, ``kind``,
+    plain-dict round trips that refuse unknown keys, and ``validate()`` (the shared fields'
+    checks here; each method adds its own, with the helpers of :mod:`bayesnas.runs.checks`).
+
+    ``dataset``: a name of :func:`bayesnas.data.available_datasets`. ``seed``: the one integer
+    a CPU run repeats exactly from. ``device``: where the networks run (``"cpu"``, ``"cuda"``,
+    ``"cuda:1"``, ...; under ``torchrun``, each process's own GPU). ``data_dir``: where a
+    torchvision dataset's files are (``None``: the default cache). ``download``: fetch them when
+    missing (never in tests). Keyword-only, so that each method's own fields keep their order
+    and a method may have fields without a default."""
+
+    dataset: str = "mnist5k"
+    seed: int = 0
+    device: str = "cpu"
+    data_dir: str | None = None
+    download: bool = False
 
     kind: ClassVar[str] = ""
 
     def validate(self) -> None:
-        """Check every field; errors state the rule and the value."""
+        """Check every field; errors state the rule and the value. A method's config extends
+        this with ``super().validate()``."""
+        check_dataset(self.dataset)
+        check_integers(self, {"seed": 0})
+        check_bools(self, ("download",))
+        if not isinstance(self.device, str) or not self.device:
+            raise ValueError(f"`device` must be a device name such as 'cpu' or 'cuda', but got "
+                             f"device={self.device!r}.")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise ValueError(f"`data_dir` must be None or a folder's path, but got "
+                             f"data_dir={self.data_dir!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain JSON values (tuples as lists)."""

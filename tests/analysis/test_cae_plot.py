@@ -17,7 +17,8 @@ from bayesnas.analysis import (
     plot_cae_genotype,
 )
 from bayesnas.analysis.report import write_report
-from bayesnas.methods.inpainting import InpaintingConfig, load_images, run_inpainting
+from bayesnas.methods import run
+from bayesnas.methods.inpainting import InpaintingConfig, load_images
 from bayesnas.nn.cae import LAYER_TYPES, active_chain, decode_genotype, genotype_from_arch, search_variables
 
 OPTIONS = {"num_hidden": 6, "level_back": 3, "channels": (8, 16, 32)}
@@ -187,7 +188,7 @@ def inpainting_run(tmp_path_factory):
         config = InpaintingConfig(dataset="digits", side=8, num_hidden=4, level_back=2, channels=(4, 8),
                                   search_iterations=6, retrain_iterations=4, random_architectures=1,
                                   test_images=30, checkpoint_every=2)
-        run_inpainting(config, out=out, progress=False, data=load_images("digits"))
+        run(config, out=out, progress=False, data=load_images("digits"))
     finally:
         torch.set_num_threads(threads)
     return out

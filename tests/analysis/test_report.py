@@ -10,7 +10,8 @@ from bayesnas.analysis import Posterior, PosteriorHistory, classification_metric
 from bayesnas.analysis.calibration import expected_calibration_error
 from bayesnas.analysis.report import compare_runs, write_report
 from bayesnas.cli import main
-from bayesnas.methods.search import SearchConfig, run_search
+from bayesnas.methods import run
+from bayesnas.methods.search import SearchConfig
 
 
 def _config(**kw):
@@ -23,7 +24,7 @@ def _config(**kw):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "smoke"
-    results = run_search(_config(), out=out, progress=False)
+    results = run(_config(), out=out, progress=False)
     return out, results
 
 
@@ -50,9 +51,9 @@ def test_a_run_writes_what_the_analysis_needs(smoke_run):
 
 
 def test_weight_usage_rate_counts_the_weights_of_kept_layers(tmp_path):
-    res = run_search(_config(epochs=1, method="fixed", num_samples=1), out=tmp_path / "f", progress=False)
+    res = run(_config(epochs=1, method="fixed", num_samples=1), out=tmp_path / "f", progress=False)
     assert res["weight_usage_rate"] == 1.0 == res["expected_weight_usage_rate"]
-    res = run_search(_config(epochs=1, method="stochastic", num_samples=1), out=tmp_path / "s",
+    res = run(_config(epochs=1, method="stochastic", num_samples=1), out=tmp_path / "s",
                      progress=False)
     # θ = 0.5 keeps every layer in the mode; in expectation half of each hidden layer's weights
     # (a mean over 256 sampled architectures: its standard error is 0.0073 here).
@@ -60,7 +61,7 @@ def test_weight_usage_rate_counts_the_weights_of_kept_layers(tmp_path):
     assert res["weight_usage_rate"] == 1.0
     expected = (total - 1.5 * (16 * 16 + 16)) / total
     assert res["expected_weight_usage_rate"] == pytest.approx(expected, abs=0.03)
-    res = run_search(_config(epochs=1, method="fixed", fixed_value=0, num_samples=1), out=tmp_path / "z",
+    res = run(_config(epochs=1, method="fixed", fixed_value=0, num_samples=1), out=tmp_path / "z",
                      progress=False)
     assert res["weight_usage_rate"] == pytest.approx((total - 3 * (16 * 16 + 16)) / total)
 
@@ -98,8 +99,8 @@ def test_report_of_an_unfinished_run_says_so(smoke_run, tmp_path):
 
 def test_compare_pools_seeds_and_reports_mean_and_std(smoke_run, tmp_path):
     out, first = smoke_run
-    second = run_search(_config(seed=4), out=tmp_path / "seed4", progress=False)
-    base = run_search(_config(method="fixed", num_samples=1), out=tmp_path / "fixed", progress=False)
+    second = run(_config(seed=4), out=tmp_path / "seed4", progress=False)
+    base = run(_config(method="fixed", num_samples=1), out=tmp_path / "fixed", progress=False)
     comparison = compare_runs([out, tmp_path / "seed4", tmp_path / "fixed"], out=tmp_path / "cmp")
     assert set(comparison.groups) == {'method="search", num_samples=2', 'method="fixed", num_samples=1'}
     mean, std, n = comparison.stats['method="search", num_samples=2']["test error (most likely)"]
@@ -143,7 +144,7 @@ def test_tensorboard_logs_the_epoch_metrics(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "tb"
-    run_search(_config(tensorboard=True), out=out, progress=False)
+    run(_config(tensorboard=True), out=out, progress=False)
     acc = EventAccumulator(str(out / "tensorboard"))
     acc.Reload()
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -211,9 +212,9 @@ def test_tensorboard_after_a_crash_between_log_and_checkpoint_has_no_duplicate_s
     out = tmp_path / "tb"
     monkeypatch.setattr(runner, "save_checkpoint", dies_at_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        run_search(_config(epochs=3, tensorboard=True), out=out, progress=False)
+        run(_config(epochs=3, tensorboard=True), out=out, progress=False)
     monkeypatch.setattr(runner, "save_checkpoint", real_save)
-    run_search(out=out, resume=True, progress=False)
+    run(out=out, resume=True, progress=False)
     acc = EventAccumulator(str(out / "tensorboard"))
     acc.Reload()
     steps = [e.step for e in acc.Scalars("train_loss")]

@@ -24,7 +24,8 @@ from bayesnas.families import (
 )
 from bayesnas.families.categorical import check_indices
 from bayesnas.guides import CategoricalGuide
-from bayesnas.methods.search import SearchConfig, SearchRun, run_search
+from bayesnas.methods import run
+from bayesnas.methods.search import SearchConfig, SearchRun
 from bayesnas.models import SearchSpace, register_space, unregister_space
 
 LEVELS = ("narrow", "medium", "wide")
@@ -111,7 +112,7 @@ def _config(space):
 
 
 def test_a_family_defined_in_a_test_searches_resumes_and_reports(ordinal_space, tmp_path, monkeypatch):
-    full = run_search(_config(ordinal_space), out=tmp_path / "full", progress=False)
+    full = run(_config(ordinal_space), out=tmp_path / "full", progress=False)
 
     original = SearchRun.train_epoch
 
@@ -122,9 +123,9 @@ def test_a_family_defined_in_a_test_searches_resumes_and_reports(ordinal_space, 
 
     monkeypatch.setattr(SearchRun, "train_epoch", killed_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
-        run_search(_config(ordinal_space), out=tmp_path / "cut", progress=False)
+        run(_config(ordinal_space), out=tmp_path / "cut", progress=False)
     monkeypatch.setattr(SearchRun, "train_epoch", original)
-    resumed = run_search(out=tmp_path / "cut", resume=True, progress=False)
+    resumed = run(out=tmp_path / "cut", resume=True, progress=False)
     assert resumed == full  # exact resume: the family's draws come from the seeded generator
 
     posterior = json.loads((tmp_path / "cut" / "posterior.json").read_text())

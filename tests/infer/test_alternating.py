@@ -13,6 +13,7 @@ from bayesnas.infer import (
     RankingNaturalGradientLoss,
     frozen_batchnorm_statistics,
 )
+from bayesnas.methods import run
 from bayesnas.models import get_space
 
 
@@ -122,7 +123,7 @@ def test_recalibrated_batchnorm_holds_the_statistics_of_the_path_then_restores_t
 
 
 def test_cutout_reaches_the_weight_batches_only(tmp_path, monkeypatch):
-    from bayesnas.methods.search import SearchConfig, run_search
+    from bayesnas.methods.search import SearchConfig
 
     seen = {"weight": [], "theta": []}
     original = AlternatingArchitectureSearch.step
@@ -133,7 +134,7 @@ def test_cutout_reaches_the_weight_batches_only(tmp_path, monkeypatch):
         return original(self, weight_batch, theta_batch)
 
     monkeypatch.setattr(AlternatingArchitectureSearch, "step", spy)
-    run_search(SearchConfig(space="enas-cells", dataset="digits", epochs=1, batch_size=64, alternate=True,
+    run(SearchConfig(space="enas-cells", dataset="digits", epochs=1, batch_size=64, alternate=True,
                             cutout=4, stochastic_samples=2, space_options={"channels": 4, "normal_cells": 1}),
                out=tmp_path, progress=False)
     holes = [int((x == 0).all(1).flatten(1).sum(1).min()) for x in seen["weight"]]
@@ -145,9 +146,9 @@ def test_cutout_reaches_the_weight_batches_only(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_a_fixed_network_is_evaluated_with_its_own_statistics(tmp_path):
     """No recalibration for a fixed network: its most likely and averaged predictions agree."""
-    from bayesnas.methods.search import SearchConfig, run_search
+    from bayesnas.methods.search import SearchConfig
 
-    res = run_search(SearchConfig(space="enas-cells", dataset="digits", epochs=1, batch_size=64,
+    res = run(SearchConfig(space="enas-cells", dataset="digits", epochs=1, batch_size=64,
                                   method="fixed", num_samples=1, stochastic_samples=2,
                                   space_options={"channels": 4, "normal_cells": 1}),
                      out=tmp_path, progress=False)

@@ -17,7 +17,8 @@ from bayesnas.guides import auto_guide
 from bayesnas.handlers import seeded_arch
 from bayesnas.infer import AlternatingArchitectureSearch, RankingNaturalGradientLoss
 from bayesnas.infer.losses import guide_log_prob, per_architecture_loss
-from bayesnas.methods.inpainting import InpaintingConfig, InpaintingData, load_images, run_inpainting
+from bayesnas.methods import run
+from bayesnas.methods.inpainting import InpaintingConfig, InpaintingData, load_images
 from bayesnas.models import InpaintingSearchSpace
 from bayesnas.nn.cae import (
     LAYER_TYPES,
@@ -306,7 +307,7 @@ def _rows(path):
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, monkeypatch, digits, kill_at):
     import bayesnas.runs.loop as inpainting  # the one loop every phase goes through
 
-    full = run_inpainting(_tiny(), out=tmp_path / "full", progress=False, data=digits)
+    full = run(_tiny(), out=tmp_path / "full", progress=False, data=digits)
     original = inpainting.save_checkpoint
     calls = []
 
@@ -318,11 +319,11 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, mo
 
     monkeypatch.setattr(inpainting, "save_checkpoint", dies)
     with pytest.raises(KeyboardInterrupt):
-        run_inpainting(_tiny(), out=tmp_path / "cut", progress=False, data=digits)
+        run(_tiny(), out=tmp_path / "cut", progress=False, data=digits)
     monkeypatch.setattr(inpainting, "save_checkpoint", original)
     with pytest.raises(FileExistsError, match="resume=True"):
-        run_inpainting(_tiny(), out=tmp_path / "cut", progress=False, data=digits)
-    resumed = run_inpainting(out=tmp_path / "cut", resume=True, progress=False, data=digits)
+        run(_tiny(), out=tmp_path / "cut", progress=False, data=digits)
+    resumed = run(out=tmp_path / "cut", resume=True, progress=False, data=digits)
 
     assert _comparable(resumed) == _comparable(full)
     for name in ("posterior.json", "genotype.json", "architecture.json"):
@@ -345,11 +346,11 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, mo
 
 
 def test_one_seed_repeats_exactly_and_another_differs(tmp_path, digits):
-    a = run_inpainting(_tiny(search_iterations=2, retrain_iterations=2), out=tmp_path / "a", progress=False,
+    a = run(_tiny(search_iterations=2, retrain_iterations=2), out=tmp_path / "a", progress=False,
                        data=digits)
-    b = run_inpainting(_tiny(search_iterations=2, retrain_iterations=2), out=tmp_path / "b", progress=False,
+    b = run(_tiny(search_iterations=2, retrain_iterations=2), out=tmp_path / "b", progress=False,
                        data=digits)
-    c = run_inpainting(_tiny(search_iterations=2, retrain_iterations=2, seed=1), out=tmp_path / "c",
+    c = run(_tiny(search_iterations=2, retrain_iterations=2, seed=1), out=tmp_path / "c",
                        progress=False, data=digits)
     assert _comparable(a) == _comparable(b)
     assert _comparable(a) != _comparable(c)
@@ -360,7 +361,7 @@ def test_a_run_with_given_images_uses_them(tmp_path):
     data = InpaintingData(torch.rand(40, 3, 6, 6, generator=g), torch.rand(10, 3, 6, 6, generator=g),
                           "noise")
     config = _tiny(search_iterations=2, retrain_iterations=2, random_architectures=0, mask="half")
-    out = run_inpainting(config, out=tmp_path, progress=False, data=data)
+    out = run(config, out=tmp_path, progress=False, data=data)
     assert out["test_images"] == 10 and out["train_images"] == 40 and out["random"] == []
     net = SymmetricCAE(json.loads((tmp_path / "genotype.json").read_text()), in_channels=3)
     assert net(torch.zeros(2, 3, 8, 8)).shape == (2, 3, 8, 8)
@@ -395,7 +396,7 @@ def test_the_smoke_run_writes_the_results_page_and_json(tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_search_and_retraining_run_on_cuda(tmp_path, digits):
-    out = run_inpainting(_tiny(search_iterations=2, retrain_iterations=2, device="cuda"), out=tmp_path,
+    out = run(_tiny(search_iterations=2, retrain_iterations=2, device="cuda"), out=tmp_path,
                          progress=False, data=digits)
     assert all(math.isfinite(r[k]) for r in [out["searched"], *out["random"]] for k in ("psnr", "ssim"))
     state = torch.load(tmp_path / "search" / "checkpoint.pt", weights_only=True)

@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from bayesnas.data.tensors import load_tensors
-from bayesnas.methods import run_resumably
+from bayesnas.methods import run, run_resumably
 from bayesnas.methods.nes import (
     NesConfig,
     NesRun,
     fit_to_budget,
     make_backbone,
-    run_nes,
     uniform_architecture,
 )
 from bayesnas.resources.flops import macs
@@ -35,7 +34,7 @@ def _config(**changes):
 
 def test_tiny_run_writes_every_artifact_and_prices_every_arm(tmp_path, data):
     out = tmp_path / "run"
-    results = run_nes(_config(search_resolution=True, search_depth=True,
+    results = run(_config(search_resolution=True, search_depth=True,
                               uniform=("channel", "resolution", "channel+resolution")),
                       out=out, progress=False, data=data)
     for name in ("config.json", "posterior.json", "posterior_history.jsonl", "architecture.json",
@@ -74,7 +73,7 @@ def test_tiny_run_writes_every_artifact_and_prices_every_arm(tmp_path, data):
 
 def test_exported_architecture_rebuilds_a_plain_network(tmp_path, data):
     out = tmp_path / "run"
-    run_nes(_config(uniform=()), out=out, progress=False, data=data)
+    run(_config(uniform=()), out=out, progress=False, data=data)
     arch = json.loads((out / "architecture.json").read_text())
     net = make_backbone(_config(), data.input_shape, data.num_classes).build(arch)
     assert not any("Slim" in type(m).__name__ for m in net.modules())
@@ -82,7 +81,7 @@ def test_exported_architecture_rebuilds_a_plain_network(tmp_path, data):
 
 
 def test_killed_search_resumes_to_the_uninterrupted_result(tmp_path, data, monkeypatch):
-    full = run_nes(_config(uniform=()), out=tmp_path / "full", progress=False, data=data)
+    full = run(_config(uniform=()), out=tmp_path / "full", progress=False, data=data)
     original = NesRun.search_epoch
 
     def killed_in_epoch_2(self, epoch):
@@ -92,9 +91,9 @@ def test_killed_search_resumes_to_the_uninterrupted_result(tmp_path, data, monke
 
     monkeypatch.setattr(NesRun, "search_epoch", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        run_nes(_config(uniform=()), out=tmp_path / "killed", progress=False, data=data)
+        run(_config(uniform=()), out=tmp_path / "killed", progress=False, data=data)
     monkeypatch.setattr(NesRun, "search_epoch", original)
-    resumed = run_nes(out=tmp_path / "killed", resume=True, progress=False, data=data)
+    resumed = run(out=tmp_path / "killed", resume=True, progress=False, data=data)
     assert resumed["searched"]["hparams"] == full["searched"]["hparams"]
     assert resumed["searched"]["test_error"] == full["searched"]["test_error"]
     a, b = ((tmp_path / d / "posterior.json").read_text() for d in ("full", "killed"))
@@ -149,7 +148,7 @@ def test_report_of_a_run_shows_its_title_networks_and_integer_posterior(tmp_path
     from bayesnas.analysis.report import write_report
 
     out = tmp_path / "run"
-    results = run_nes(_config(), out=out, progress=False, data=data)
+    results = run(_config(), out=out, progress=False, data=data)
     text = write_report(out)["md"].read_text()
     assert text.startswith("# bayesnas run: nes / mobilenetv2, budget 0.5× (run)")
     assert "3 of 3 outer iterations (nes2019 alg. 1) on digits, seed 0." in text
@@ -167,7 +166,7 @@ def test_a_run_with_adaptive_sigma_and_a_latency_budget(tmp_path, data):
     from bayesnas.resources.latency import LatencyTable
 
     out = tmp_path / "run"
-    results = run_nes(_config(adapt_sigma=True, resource="latency", uniform=()), out=out, progress=False,
+    results = run(_config(adapt_sigma=True, resource="latency", uniform=()), out=out, progress=False,
                       data=data)
     table = LatencyTable.load(out / "latency_table.json")
     arch = json.loads((out / "architecture.json").read_text())
@@ -233,7 +232,7 @@ def test_fit_to_budget_rescales_the_channels_of_an_architecture_that_misses(data
 
 def test_fit_budget_false_exports_the_mode_itself(tmp_path, data):
     out = tmp_path / "run"
-    run_nes(_config(fit_budget=False, uniform=(), budget=0.2), out=out, progress=False, data=data)
+    run(_config(fit_budget=False, uniform=(), budget=0.2), out=out, progress=False, data=data)
     assert json.loads((out / "architecture.json").read_text()) == json.loads((out / "mode.json").read_text())
 
 
@@ -248,7 +247,7 @@ def test_a_latency_budget_priced_with_a_given_table(tmp_path, data):
     given = measure_latency_table(reference)
     given.save(tmp_path / "table.json")
     out = tmp_path / "run"
-    results = run_nes(_config(resource="latency", latency_table=str(tmp_path / "table.json"), uniform=()),
+    results = run(_config(resource="latency", latency_table=str(tmp_path / "table.json"), uniform=()),
                       out=out, progress=False, data=data)
     assert LatencyTable.load(out / "latency_table.json") == given
     arch = json.loads((out / "architecture.json").read_text())

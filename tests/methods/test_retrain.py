@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bayesnas.cli import main
-from bayesnas.methods.retrain import RetrainConfig, RetrainRun, run_retrain
+from bayesnas.methods import run
+from bayesnas.methods.retrain import RetrainConfig, RetrainRun
 from bayesnas.nn.cell_network import CellNetwork, decode_genotype, drop_path, random_genotype
 from bayesnas.nn.cell_ops import OPS
 
@@ -87,7 +88,7 @@ def _config(**kw):
 
 
 def test_retrain_resumes_exactly_after_a_kill(tmp_path, monkeypatch):
-    full = run_retrain(_config(), out=tmp_path / "full", progress=False)
+    full = run(_config(), out=tmp_path / "full", progress=False)
     original = RetrainRun.train_epoch
 
     def killed_in_epoch_3(self, progress):
@@ -97,9 +98,9 @@ def test_retrain_resumes_exactly_after_a_kill(tmp_path, monkeypatch):
 
     monkeypatch.setattr(RetrainRun, "train_epoch", killed_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
-        run_retrain(_config(), out=tmp_path / "cut", progress=False)
+        run(_config(), out=tmp_path / "cut", progress=False)
     monkeypatch.setattr(RetrainRun, "train_epoch", original)
-    resumed = run_retrain(out=tmp_path / "cut", resume=True, progress=False)
+    resumed = run(out=tmp_path / "cut", resume=True, progress=False)
 
     def rows(d):
         return [json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]

@@ -9,7 +9,8 @@ import torch
 from bayesnas.cli import main
 from bayesnas.guides import auto_guide
 from bayesnas.infer import ArchitectureSearch, RankingNaturalGradientLoss
-from bayesnas.methods.search import SearchConfig, run_search
+from bayesnas.methods import run
+from bayesnas.methods.search import SearchConfig
 from tests.toy_models import HammingToy
 
 
@@ -46,7 +47,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, mo
     from bayesnas.methods.search import SearchRun
 
     config = functools.partial(_config, **options)
-    full = run_search(config(), out=tmp_path / "full", progress=False)
+    full = run(config(), out=tmp_path / "full", progress=False)
     original = SearchRun.train_epoch
 
     def killed_in_epoch_3(self, progress):
@@ -56,9 +57,9 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, mo
 
     monkeypatch.setattr(SearchRun, "train_epoch", killed_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
-        run_search(config(), out=tmp_path / "cut", progress=False)
+        run(config(), out=tmp_path / "cut", progress=False)
     monkeypatch.setattr(SearchRun, "train_epoch", original)
-    resumed = run_search(out=tmp_path / "cut", resume=True, progress=False)
+    resumed = run(out=tmp_path / "cut", resume=True, progress=False)
 
     def rows(d):
         return [json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
@@ -70,7 +71,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, mo
 
 def test_run_writes_every_artifact(tmp_path):
     out = tmp_path / "run"
-    res = run_search(_config(epochs=1), out=out, progress=False)
+    res = run(_config(epochs=1), out=out, progress=False)
     for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "architecture.json",
                  "posterior.json", "results.json"):
         assert (out / name).exists(), name
@@ -82,7 +83,7 @@ def test_run_writes_every_artifact(tmp_path):
 
 @pytest.mark.parametrize("method", ["fixed", "stochastic"])
 def test_baselines_run(tmp_path, method):
-    res = run_search(_config(epochs=1, method=method, num_samples=1), out=tmp_path / method,
+    res = run(_config(epochs=1, method=method, num_samples=1), out=tmp_path / method,
                      progress=False)
     assert 0.0 <= res["test_error_deterministic"] <= 1.0
 
@@ -115,7 +116,7 @@ def test_cli_bad_input_states_the_rule_and_the_value(tmp_path, capsys, argv, mes
 
 
 def test_different_minibatch_variant_runs_end_to_end(tmp_path):
-    res = run_search(_config(epochs=1, same_batch=False, num_samples=4), out=tmp_path / "b",
+    res = run(_config(epochs=1, same_batch=False, num_samples=4), out=tmp_path / "b",
                      progress=False)
     assert 0.0 <= res["test_error_deterministic"] <= 1.0
 
@@ -132,9 +133,9 @@ def test_cli_resume_needs_no_out_and_continues(tmp_path, capsys):
 
 
 def test_existing_run_is_not_overwritten(tmp_path):
-    run_search(_config(epochs=1), out=tmp_path / "r", progress=False)
+    run(_config(epochs=1), out=tmp_path / "r", progress=False)
     with pytest.raises(FileExistsError, match="--resume"):
-        run_search(_config(epochs=1), out=tmp_path / "r", progress=False)
+        run(_config(epochs=1), out=tmp_path / "r", progress=False)
 
 
 def test_cli_passes_any_space_option(tmp_path, capsys):

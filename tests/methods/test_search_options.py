@@ -10,7 +10,8 @@ from torch import nn
 
 from bayesnas import sites
 from bayesnas.data.batches import batches
-from bayesnas.methods.search import SearchConfig, SearchRun, run_search
+from bayesnas.methods import run
+from bayesnas.methods.search import SearchConfig, SearchRun
 from bayesnas.models import SearchSpace, register_space, unregister_space
 from bayesnas.optim import functional as OF
 
@@ -20,20 +21,20 @@ def test_adaptive_step_uses_the_trace_of_the_configured_lambda(tmp_path):
     the trace is d/8, not the λ = 2 trace d/2 (the runner once never passed λ on)."""
     config = SearchConfig(space="layer-skip", dataset="digits", epochs=1, seed=0, batch_size=32,
                           num_samples=4, adaptive=True, space_options={"depth": 8, "width": 16})
-    run = SearchRun(config, tmp_path)
-    (opt,) = run.arch_optimizers
+    search_run = SearchRun(config, tmp_path)
+    (opt,) = search_run.arch_optimizers
     group = opt.param_groups[0]
     assert group["num_samples"] == 4
     d = 7
-    theta0, lr0 = run.guide.theta("layers").detach().clone(), group["lr"]
+    theta0, lr0 = search_run.guide.theta("layers").detach().clone(), group["lr"]
     assert lr0 == pytest.approx(d**-0.5)  # η⁰ = ηmax = d^(−1/2) when adaptive
-    x, y = next(batches(run.data.train, batch_size=32, seed=0, device="cpu", shuffle=False))
-    run.search.step(x.flatten(1), y)
-    theta1 = run.guide.theta("layers").detach()
+    x, y = next(batches(search_run.data.train, batch_size=32, seed=0, device="cpu", shuffle=False))
+    search_run.search.step(x.flatten(1), y)
+    theta1 = search_run.guide.theta("layers").detach()
     assert bool(((theta1 > 1 / d) & (theta1 < 1 - 1 / d)).all())  # no clipping: Δθ is the step
     ascent = (theta1 - theta0) / lr0
     v = OF.bernoulli_fisher_sqrt_image(theta0, ascent)
-    s = opt.state[run.guide.theta("layers")]["s"]
+    s = opt.state[search_run.guide.theta("layers")]["s"]
     for lam, matches in ((4, True), (2, False)):
         expected = OF.evolution_path_update(torch.zeros_like(v), v, lr=lr0, trace=OF.fisher_trace(d, lam))
         assert torch.allclose(s, expected, rtol=1e-5, atol=1e-9) is matches
@@ -81,11 +82,11 @@ def test_a_mixed_space_searches_with_options_per_family(mixed_space, tmp_path):
                       "gaussian-integer": {"adapt_sigma": True, "lr": 1.0, "sigma_lr": 0.05}}
     config = SearchConfig(space=mixed_space, dataset="digits", epochs=2, seed=1, batch_size=32,
                           num_samples=4, stochastic_samples=4, family_options=family_options)
-    run = SearchRun(config, tmp_path / "inspect")
-    by_family = {g.family: g for g in run.guide.guides}
+    search_run = SearchRun(config, tmp_path / "inspect")
+    by_family = {g.family: g for g in search_run.guide.guides}
     assert list(by_family) == ["bernoulli", "categorical", "gaussian-integer"]
     assert by_family["gaussian-integer"].adapt_sigma is True
-    groups = {type(o).__name__: o.param_groups[0] for o in run.arch_optimizers}
+    groups = {type(o).__name__: o.param_groups[0] for o in search_run.arch_optimizers}
     assert groups["BernoulliNaturalGradient"]["theta_min"] == 0.05
     assert groups["BernoulliNaturalGradient"]["adaptive"] is False
     assert groups["CategoricalNaturalGradient"]["adaptive"] is True
@@ -93,7 +94,7 @@ def test_a_mixed_space_searches_with_options_per_family(mixed_space, tmp_path):
     assert groups["CategoricalNaturalGradient"]["num_samples"] == 4  # λ from the search
     assert groups["GaussianNaturalGradient"]["lr"] == 1.0 and groups["GaussianNaturalGradient"]["adapt_sigma"]
 
-    results = run_search(config, out=tmp_path / "run", progress=False)
+    results = run(config, out=tmp_path / "run", progress=False)
     assert results["epochs"] == 2 and 0.0 <= results["test_error_deterministic"] <= 1.0
     summary = json.loads((tmp_path / "run" / "posterior.json").read_text())
     assert summary["width"]["family"] == "gaussian-integer" and summary["deeper"]["family"] == "bernoulli"

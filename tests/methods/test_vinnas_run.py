@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from bayesnas.methods.vinnas import VinnasConfig, VinnasRun, load_data, random_genotype, run_vinnas
+from bayesnas.methods import run
+from bayesnas.methods.vinnas import VinnasConfig, VinnasRun, load_data, random_genotype
 from bayesnas.nn.vinnas_cells import VinnasNetwork, decode_genotype
 
 
@@ -25,7 +26,7 @@ def _config(**changes):
 
 def test_tiny_run_writes_every_artifact(tmp_path, data):
     out = tmp_path / "run"
-    results = run_vinnas(_config(), out=out, progress=False, data=data)
+    results = run(_config(), out=out, progress=False, data=data)
     for name in ("config.json", "posterior.json", "posterior_history.jsonl", "genotype_snr.json",
                  "genotype_magnitude.json", "genotype_random0.json", "results.json", "search/metrics.jsonl",
                  "search/checkpoint.pt", "search/best.json", "retrain-snr/result.json",
@@ -44,11 +45,11 @@ def test_tiny_run_writes_every_artifact(tmp_path, data):
     assert results["search_seconds"] > 0 and 1 <= results["best_epoch"] <= 3
     # A second call finds the run and refuses to overwrite it.
     with pytest.raises(FileExistsError, match="resume=True"):
-        run_vinnas(_config(), out=out, progress=False, data=data)
+        run(_config(), out=out, progress=False, data=data)
 
 
 def test_killed_search_resumes_to_the_uninterrupted_result(tmp_path, data, monkeypatch):
-    full = run_vinnas(_config(random_architectures=0), out=tmp_path / "full", progress=False, data=data)
+    full = run(_config(random_architectures=0), out=tmp_path / "full", progress=False, data=data)
     original = VinnasRun.search_epoch
 
     def killed_in_epoch_2(self, epoch):
@@ -58,10 +59,10 @@ def test_killed_search_resumes_to_the_uninterrupted_result(tmp_path, data, monke
 
     monkeypatch.setattr(VinnasRun, "search_epoch", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        run_vinnas(_config(random_architectures=0), out=tmp_path / "cut", progress=False, data=data)
+        run(_config(random_architectures=0), out=tmp_path / "cut", progress=False, data=data)
     assert not (tmp_path / "cut" / "genotype_snr.json").exists()
     monkeypatch.setattr(VinnasRun, "search_epoch", original)
-    resumed = run_vinnas(out=tmp_path / "cut", resume=True, progress=False, data=data)
+    resumed = run(out=tmp_path / "cut", resume=True, progress=False, data=data)
 
     def rows(d, f="search/metrics.jsonl"):
         return [{k: v for k, v in json.loads(x).items() if k != "seconds"}
@@ -78,7 +79,7 @@ def test_killed_search_resumes_to_the_uninterrupted_result(tmp_path, data, monke
 
 def test_exported_genotypes_rebuild_a_network_without_pyro(tmp_path, data):
     out = tmp_path / "run"
-    run_vinnas(_config(random_architectures=0, retrain_epochs=1), out=out, progress=False, data=data)
+    run(_config(random_architectures=0, retrain_epochs=1), out=out, progress=False, data=data)
     for name in ("snr", "magnitude"):
         genotype = json.loads((out / f"genotype_{name}.json").read_text())
         decode_genotype(genotype, kinds=("reduce",), num_states=2)
@@ -132,7 +133,7 @@ def test_bayesian_retraining_counts_the_parameters_left_after_pruning(tmp_path, 
     out = tmp_path / "run"
     config = _config(random_architectures=0, retrain_bayesian=True, retrain_gamma_weights=1.0,
                      retrain_epochs=2)
-    results = run_vinnas(config, out=out, progress=False, data=data)
+    results = run(config, out=out, progress=False, data=data)
     for arm in ("snr", "magnitude"):
         r = results[arm]
         assert r["bayesian"] and 0 < r["nonzero_params"] <= r["num_params"]
@@ -197,7 +198,7 @@ def test_report_of_a_run_shows_its_retrained_networks(tmp_path, data):
     from bayesnas.analysis.report import write_report
 
     out = tmp_path / "run"
-    results = run_vinnas(_config(), out=out, progress=False, data=data)
+    results = run(_config(), out=out, progress=False, data=data)
     text = write_report(out)["md"].read_text()
     assert text.startswith("# bayesnas run: vinnas / layout M (run)")
     header = next(line for line in text.splitlines() if line.startswith("| network"))

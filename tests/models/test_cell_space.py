@@ -8,6 +8,7 @@ import pytest
 import torch
 from pyro import poutine
 
+from bayesnas.methods import run
 from bayesnas.models import get_space
 from bayesnas.nn import OPS, CellNetwork, decode_genotype, encode_genotype, unused_nodes
 from bayesnas.sites import arch_plate, architecture_to_tensors, discover_sites
@@ -105,9 +106,9 @@ def test_stand_alone_network_runs_from_the_json_alone_without_pyro(tmp_path):
 # 20-35 s: kept out of the default suite (10 min on 2 cores), run by `make test-slow`.
 @pytest.mark.slow
 def test_search_on_digits_keeps_every_theta_row_on_the_clipped_simplex(tmp_path):
-    from bayesnas.methods.search import SearchConfig, run_search
+    from bayesnas.methods.search import SearchConfig
 
-    run_search(SearchConfig(space="enas-cells", dataset="digits", epochs=1, batch_size=64, seed=0,
+    run(SearchConfig(space="enas-cells", dataset="digits", epochs=1, batch_size=64, seed=0,
                             stochastic_samples=2, space_options={"channels": 4, "normal_cells": 1}),
                out=tmp_path, progress=False)
     summary = json.loads((tmp_path / "posterior.json").read_text())

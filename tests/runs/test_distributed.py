@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from bayesnas.methods.search import SearchConfig, SearchRun, run_search
+from bayesnas.methods import run
+from bayesnas.methods.search import SearchConfig, SearchRun
 from bayesnas.runs.distributed import Context
 
 
@@ -127,8 +128,8 @@ def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path):
     killed = tmp_path / "killed"
     _launch(2, config, killed, kill_after=1)
     assert not (killed / "results.json").exists() and (killed / "checkpoint.pt").exists()
-    resumed = run_search(out=killed, resume=True, progress=False)
-    whole = run_search(dataclasses.replace(config), out=tmp_path / "whole", progress=False)
+    resumed = run(out=killed, resume=True, progress=False)
+    whole = run(dataclasses.replace(config), out=tmp_path / "whole", progress=False)
     assert resumed["test_error_deterministic"] == pytest.approx(whole["test_error_deterministic"], abs=1e-9)
     a = torch.load(killed / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
@@ -269,13 +270,11 @@ def test_family_in_two_processes_is_one_process_with_the_global_batch(family, tm
 
 
 def _run_worker(rank: int, world: int, port: int, driver: str, out: str, record: str) -> None:
-    """A whole ``run_nes`` or ``run_vinnas`` (the tiny configs of their tests) on one rank."""
+    """A whole NES or VINNAS run (the tiny configs of their tests) on one rank."""
     _join(rank, world, port)
     if driver == "nes":
-        from bayesnas.methods.nes import run_nes as run
         from tests.methods.test_nes_run import _config as config
     else:
-        from bayesnas.methods.vinnas import run_vinnas as run
         from tests.methods.test_vinnas_run import _config as config
     torch.save(run(config(), out=out, progress=False), Path(record) / f"{driver}_rank{rank}.pt")
     torch.distributed.destroy_process_group()
@@ -290,7 +289,7 @@ def _run_driver(driver: str, tmp_path: Path) -> tuple[Path, dict, dict]:
 
 
 def test_a_nes_run_under_two_processes_agrees_on_every_rank_and_writes_once(tmp_path):
-    """`run_nes` launched as torchrun would: one architecture and one set of results on both
+    """A NES run launched as torchrun would: one architecture and one set of results on both
     ranks, the run directory written by rank 0 alone."""
     out, r0, r1 = _run_driver("nes", tmp_path)
     assert r0["searched"]["hparams"] == r1["searched"]["hparams"]
