@@ -4,7 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install demo docs test test-slow lint bench clean
+
+# The demo search: `make demo` runs it, `make docs` commits it as docs/example-run (and
+# tests/test_docs.py checks that the committed run's config is what these flags write today).
+DEMO := layer-skip --dataset mnist5k --epochs 60 --lam 4 --theta-lr 0.064 --theta-min 0.005 --seed 0
 
 # torch/torchvision are pinned exactly in constraints.txt (pyproject keeps lower bounds).
 $(STAMP): pyproject.toml constraints.txt
@@ -17,8 +21,12 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/bayesnas search layer-skip --dataset mnist5k --epochs 60 --lam 4 --theta-lr 0.064 --theta-min 0.005 --seed 0 --out runs/demo
+	$(BIN)/bayesnas search $(DEMO) --out runs/demo
 	$(BIN)/bayesnas report runs/demo
+
+# docs/example-run and every README figure from today's code (timings are this machine's).
+docs: $(STAMP)
+	$(BIN)/python docs/regenerate.py --demo "$(DEMO)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

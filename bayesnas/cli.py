@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from bayesnas.analysis.diagnostics import DiagnosticWarning
 from bayesnas.methods import run
 from bayesnas.methods.search import LR_SCHEDULES, METHODS, SearchConfig
 from bayesnas.user_errors import USER_ERRORS, message
@@ -168,7 +170,13 @@ def _config(args: argparse.Namespace) -> SearchConfig:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def search_config(argv: Sequence[str]) -> SearchConfig:
+    """The configuration that ``bayesnas search ARGV`` runs (``ARGV`` without ``search``)."""
+    args = build_parser().parse_args(["search", *argv])
+    return _config(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bayesnas", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_search(sub)
@@ -179,7 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub.add_parser("spaces", help="list the search spaces")
     sub.add_parser("datasets", help="list the datasets")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "spaces":
             from bayesnas.models.registry import _spaces
@@ -209,14 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"results written to {out}/ (model.pt, results.json, metrics.jsonl)")
             return 0
         if args.resume:
-            out = Path(args.resume)
+            out, config = Path(args.resume), None
             print(f"resuming {out}", file=sys.stderr)
-            results = run(out=out, resume=True, progress=not args.no_progress)
+        elif not args.out:
+            raise ValueError("`--out RUN_DIR` is required (or `--resume RUN_DIR`).")
         else:
-            if not args.out:
-                raise ValueError("`--out RUN_DIR` is required (or `--resume RUN_DIR`).")
-            out = Path(args.out)
-            results = run(_config(args), out=out, progress=not args.no_progress)
+            out, config = Path(args.out), _config(args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DiagnosticWarning)
+            results = run(config, out=out, resume=config is None, progress=not args.no_progress)
     except USER_ERRORS as err:  # bad input: state the rule and the value, no traceback
         print(f"bayesnas: error: {message(err)}", file=sys.stderr)
         return 2
@@ -225,6 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps(results, indent=2))
     print(f"results written to {out}/ (architecture.json, results.json, posterior.json, "
           f"credible_set.json, metrics.jsonl, posterior_history.jsonl); report: bayesnas report {out}")
+    for w in caught:  # the run's diagnostics, last, where they are seen
+        if issubclass(w.category, DiagnosticWarning):
+            print(f"bayesnas: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return 0
 
 

@@ -17,7 +17,13 @@ def _load(path: Path):
     return module
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+# 36 s (a search and two cell re-trainings): kept out of the default suite (10 min on 2 cores),
+# run by `make test-slow` and by benchmarks/behaviour_snapshot.py.
+SLOW = {"pdas_cifar10"}
+
+
+@pytest.mark.parametrize("script", [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW else p
+                                    for p in SCRIPTS], ids=[p.stem for p in SCRIPTS])
 def test_script_smoke_run_writes_its_table_and_figures(script, tmp_path, capsys):
     module = _load(script)
     argv = ["--smoke", "--seeds", "1", "--out", str(tmp_path / "runs"), "--no-progress"]

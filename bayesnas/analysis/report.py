@@ -34,7 +34,8 @@ from typing import Any
 
 from bayesnas.analysis import plots
 from bayesnas.analysis.cae_plot import cae_choice_probabilities, is_cae_genotype, plot_cae_genotype
-from bayesnas.analysis.convergence import PARAMETER_FREE, collapse_report, convergence_stats
+from bayesnas.analysis.convergence import PARAMETER_FREE, convergence_stats
+from bayesnas.analysis.diagnostics import parameter_free_drift, warning_lines
 from bayesnas.analysis.genotype_plot import SPACES, choice_probabilities, plot_genotype, vinnas_strengths
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.analysis.posterior import Posterior
@@ -335,11 +336,41 @@ def _results_section(doc: _Document, results: dict[str, Any] | None, *, inpainti
                   [[name, *(_network_cell(n, key) for key, _ in columns)] for name, n in networks])
     other = {k: v for k, v in results.items()
              if not isinstance(v, dict | list) and k not in ("stochastic_samples",)}
+    if "at_clip_bound" in (results.get("diagnostics") or {}).get("fired", []) and "mode_probability" in other:
+        other["mode_probability"] = f"{_fmt(other['mode_probability'])} (the clip bound, not evidence)"
     doc.table(["result", "value"], sorted(other.items()))
 
 
-def _credible_section(doc: _Document, post: Posterior, k: int) -> None:
+def _diagnostics_section(doc: _Document, run: RunRecord) -> dict[str, Any] | None:
+    """The run's diagnostics (``results.json``), first thing after the title: a warning line per
+    fired check, then every check with its numbers. Returns them (``None`` when there are none)."""
+    if run.kind != "search" or not run.results:
+        return None
+    doc.heading("Diagnostics")
+    diagnostics = run.results.get("diagnostics")
+    if "diagnostics" not in run.results:
+        doc.paragraph("No diagnostics recorded: this run was written before bayesnas checked its "
+                      "posterior (re-run it to check).", css="warn")
+        return None
+    if diagnostics is None:
+        doc.paragraph(f"None: a {run.config.get('method')!r} run holds θ fixed, so its posterior is "
+                      "not a search's answer.")
+        return None
+    for line in warning_lines(diagnostics):
+        doc.paragraph("Warning: " + line, css="warn")
+    checks = diagnostics.get("checks", {})
+    if not diagnostics.get("fired"):
+        doc.paragraph(f"All {len(checks)} checks passed.")
+    doc.table(["check", "fired", "what it found"],
+              [[name, "yes" if c["fired"] else "no", c["message"]] for name, c in checks.items()])
+    return diagnostics
+
+
+def _credible_section(doc: _Document, post: Posterior, k: int, *, clipped: bool = False) -> None:
     doc.heading(f"Credible set (top {k})")
+    if clipped:
+        doc.paragraph("These probabilities are set by θ's clip bound (θmin), not by evidence: see "
+                      "Diagnostics.", css="warn")
     members = post.credible_set(k=k)
     rows = []
     for m in members:
@@ -512,15 +543,13 @@ def _posterior_section(doc: _Document, post: Posterior) -> None:
         + (f"; Σθ = {stats['expected_active_bits']:.4g}" if "expected_active_bits" in stats else "")
         + "."
     )
-    collapse = collapse_report(post, parameter_free=_is_free)
-    if collapse.fired:
-        doc.paragraph("Warning: " + collapse.message, css="warn")
-    elif collapse.edges:
-        # The measure is the drift from uniform (collapse_report), not the mass itself: with 3
-        # parameter-free ops of 5 (the cell space) the uniform start already puts 60% there.
-        doc.paragraph(f"No collapse: {collapse.fraction:.0%} of the {len(collapse.edges)} edges that offer "
-                      f"a parameter-free op moved more than {collapse.threshold:.0%} of the way from "
-                      "uniform to all their mass on such ops.")
+    # The measure is the drift from uniform, not the mass itself: with 3 parameter-free ops of 5
+    # (the cell space) the uniform start already puts 60% there.
+    drift = parameter_free_drift(post, parameter_free=_is_free)
+    if drift.fired:
+        doc.paragraph("Warning: " + drift.message, css="warn")
+    elif drift.values["edges"]:
+        doc.paragraph(drift.message)
     rows = sorted(post.table(), key=lambda r: r["p_mode"])[:TABLE_ROWS]
     keys = ["site", "index", "edge", "mode", "p_mode", "entropy", "theta", "mu", "sigma", "snr"]
     keys = [k for k in keys if any(k in r for r in rows)]
@@ -545,10 +574,12 @@ def write_report(run_dir: str | os.PathLike, *, credible_k: int = 10) -> dict[st
     figures = _make_figures(run, fig_dir)
     doc = _Document(_title(run))
     doc.paragraph(_progress_line(run))
+    diagnostics = _diagnostics_section(doc, run)
     _results_section(doc, run.results, inpainting=run.kind == "inpainting")
     if run.posterior is not None:
         _posterior_section(doc, run.posterior)
-        _credible_section(doc, run.posterior, credible_k)
+        clipped = "at_clip_bound" in (diagnostics or {}).get("fired", [])
+        _credible_section(doc, run.posterior, credible_k, clipped=clipped)
     if run.architecture is not None:
         doc.heading("Most likely architecture")
         doc.code(json.dumps(run.architecture, sort_keys=True))

@@ -17,7 +17,7 @@ import dataclasses
 import itertools
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from bayesnas.analysis import Posterior, PosteriorHistory, convergence_stats, model_averaging
 from bayesnas.analysis.calibration import classification_metrics
+from bayesnas.analysis.diagnostics import diagnose, warn_diagnostics
 from bayesnas.analysis.history import HISTORY_FILE
 from bayesnas.data import load_dataset
 from bayesnas.data.batches import batches as _batches
@@ -48,6 +49,7 @@ from bayesnas.infer import (
 from bayesnas.infer.predict import error_rate
 from bayesnas.models import get_space
 from bayesnas.runs import (
+    MetricsLog,
     RunConfig,
     distributed,
     save_architecture,
@@ -261,6 +263,9 @@ class SearchRun:
                 gamma=0.1,
             )
         self.arch_optimizers = make_arch_optimizers(self.guide, self.family_options)
+        # Before any step (a resumed run rebuilds the guide at its start too): what the
+        # diagnostics measure the posterior's movement from.
+        self.initial_entropy = self.posterior().entropy()
         self.generator = torch.Generator().manual_seed(config.seed)
         self.train_halves = None
         if config.alternate:
@@ -546,7 +551,26 @@ class SearchRun:
             "mode_probability": credible[0].probability,
             **self.weight_usage(),
             **stats,
+            "diagnostics": self.diagnostics(credible),
         }
         write_json(self.out / "results.json", results)
+        warn_diagnostics(results["diagnostics"])
         return results
+
+    def diagnostics(self, credible: Sequence[Any]) -> dict[str, Any] | None:
+        """:func:`bayesnas.analysis.diagnostics.diagnose` of the finished search (``None`` for
+        the fixed and stochastic baselines: their θ is not a search's answer)."""
+        if self.config.method != "search":
+            return None
+        masks: dict[Any, Any] = {}
+        for opt in self.arch_optimizers:
+            masks.update(getattr(opt, "at_bound", dict)())
+        at_bound = {}
+        for g in getattr(self.guide, "guides", [self.guide]):
+            for name, theta in zip(getattr(g, "site_names", ()), getattr(g, "thetas", ()), strict=False):
+                if theta in masks:
+                    at_bound[name] = masks[theta]
+        return diagnose(history=MetricsLog(self.out / "metrics.jsonl").read(), posterior=self.posterior(),
+                        credible=credible, num_classes=self.data.info.num_classes,
+                        initial_entropy=self.initial_entropy, at_bound=at_bound or None)
 

@@ -39,6 +39,10 @@ def check_int(name: str, value: Any, low: int, *, allow_none: bool = False) -> N
         raise ValueError(f"`{name}` must be an integer >= {low}, but got {name}={value!r}.")
 
 
+#: θ within this of the bound counts as at the bound (θ is float32; Π puts it there exactly).
+AT_BOUND_ATOL = 1e-6
+
+
 class NaturalGradientOptimizer(torch.optim.Optimizer):
     """θ ← Π(θ − η F(θ)⁻¹ ∇θ surrogate) for every parameter θ of a family of search distributions.
 
@@ -88,6 +92,10 @@ class NaturalGradientOptimizer(torch.optim.Optimizer):
     ) -> None:
         """Called with each natural gradient before θ moves (nothing by default)."""
 
+    def _at_bound(self, theta: torch.Tensor, group: dict[str, Any], index: int) -> torch.Tensor | None:
+        """Per variable of θ, whether it sits at Π's bound (``None``: the family has no bound)."""
+        return None
+
     # -- param groups ---------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group, validating its parameters and options; a bad group is not added."""
@@ -107,6 +115,20 @@ class NaturalGradientOptimizer(torch.optim.Optimizer):
                 )
             self._check_domain(p.detach())
         self._check_options(group)
+
+    @torch.no_grad()
+    def at_bound(self) -> dict[torch.Tensor, torch.Tensor]:
+        """For each parameter whose family clips θ, a boolean per variable: its most likely value
+        has the largest probability the projection Π allows (θ equals Π of the mode's one-hot
+        vertex). Such a probability, and a p(mode) made of them, is set by θmin, not by evidence
+        (:func:`bayesnas.analysis.diagnostics.at_clip_bound`)."""
+        out = {}
+        for group in self.param_groups:
+            for index, p in enumerate(group["params"]):
+                mask = self._at_bound(p, group, index)
+                if mask is not None:
+                    out[p] = mask
+        return out
 
     # -- step -----------------------------------------------------------------------------------
     @torch.no_grad()

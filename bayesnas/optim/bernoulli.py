@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from bayesnas.optim import functional as F
-from bayesnas.optim._base import AdaptiveNaturalGradient, ParamsT, check_int
+from bayesnas.optim._base import AT_BOUND_ATOL, AdaptiveNaturalGradient, ParamsT, check_int
 
 
 class BernoulliNaturalGradient(AdaptiveNaturalGradient):
@@ -94,3 +94,7 @@ class BernoulliNaturalGradient(AdaptiveNaturalGradient):
     def _project(self, theta: torch.Tensor, group: dict[str, Any], index: int) -> torch.Tensor:
         theta_min = group["theta_min"] or 1.0 / self._num_free(group)
         return F.project_bernoulli(theta, theta_min)
+
+    def _at_bound(self, theta: torch.Tensor, group: dict[str, Any], index: int) -> torch.Tensor:
+        ceiling = self._project((theta > 0.5).to(theta.dtype), group, index)
+        return torch.isclose(theta, ceiling, rtol=0.0, atol=AT_BOUND_ATOL)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from bayesnas.optim import functional as F
-from bayesnas.optim._base import AdaptiveNaturalGradient, ParamsT, check_int
+from bayesnas.optim._base import AT_BOUND_ATOL, AdaptiveNaturalGradient, ParamsT, check_int
 
 SIMPLEX_ATOL = 1e-5
 
@@ -119,3 +119,8 @@ class CategoricalNaturalGradient(AdaptiveNaturalGradient):
 
     def _project(self, theta: torch.Tensor, group: dict[str, Any], index: int) -> torch.Tensor:
         return F.project_categorical(theta, self._theta_min(group, theta.shape[-1]))
+
+    def _at_bound(self, theta: torch.Tensor, group: dict[str, Any], index: int) -> torch.Tensor:
+        vertex = torch.nn.functional.one_hot(theta.argmax(-1), theta.shape[-1]).to(theta.dtype)
+        ceiling = self._project(vertex, group, index)
+        return torch.isclose(theta, ceiling, rtol=0.0, atol=AT_BOUND_ATOL).all(-1)

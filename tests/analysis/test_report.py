@@ -123,7 +123,13 @@ def test_the_committed_example_run_still_reads_and_reports(tmp_path):
     paths = write_report(run)
     results = json.loads((run / "results.json").read_text())
     assert len(paths["figures"]) == 6
-    assert f"{results['test_error_deterministic']:.4f}" in paths["md"].read_text()
+    md = paths["md"].read_text()
+    assert f"{results['test_error_deterministic']:.4f}" in md
+    # The demo's θ sits at its clip bound: said at the top, at p(mode) and at the credible set.
+    assert md.index("## Diagnostics") < md.index("## Test metrics")
+    assert "Warning: at_clip_bound: All 31 variables" in md
+    assert "| mode_probability | 0.8561 (the clip bound, not evidence) |" in md
+    assert "These probabilities are set by θ's clip bound" in md
     arch = json.loads((run / "architecture.json").read_text())
     assert Posterior.load(run / "posterior.json").mode() == arch
 

@@ -50,11 +50,14 @@ def test_the_kind_of_an_older_run_directory_is_inferred_in_one_place(legacy, kin
     assert run_kind({**legacy, "kind": "other"}) == "other"  # a written kind always wins
 
 
-def test_the_committed_example_run_still_reports(tmp_path):
+def test_a_run_written_before_kind_still_reports(tmp_path):
+    """The committed example run, its config.json as the versions before ``kind`` wrote it."""
     import shutil
 
     shutil.copytree(EXAMPLE_RUN, tmp_path / "example")
-    assert "kind" not in json.loads((tmp_path / "example" / "config.json").read_text())  # written before kind
+    config = json.loads((tmp_path / "example" / "config.json").read_text())
+    legacy = {k: v for k, v in config.items() if k not in ("kind", "bayesnas_version")}
+    (tmp_path / "example" / "config.json").write_text(json.dumps(legacy))
     paths = write_report(tmp_path / "example")
     assert "bayesnas run: layer-skip / search" in paths["md"].read_text()
 
