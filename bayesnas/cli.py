@@ -146,6 +146,64 @@ def _analysis(args: argparse.Namespace) -> None:
         print(f"\ncomparison written to {Path(args.out) / 'compare.html'}")
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="ground-truth tables: every architecture of a space trained alone")
+    bench = p.add_subparsers(dest="bench_command", required=True)
+    b = bench.add_parser("build", help="build (or with --resume continue) a table; resumable, parallel")
+    b.add_argument("table", help="a table name (bayesnas bench list)")
+    b.add_argument("--out", help="run directory (default runs/bench/TABLE)")
+    b.add_argument("--resume", action="store_true", help="continue the build in --out")
+    b.add_argument("--jobs", type=int, default=None, help="trainings at once (default: the CPU cores)")
+    b.add_argument("--limit", type=int, default=None, help="only the first N architectures (never committed)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_parser("list", help="the tables, and which are built")
+    c = bench.add_parser("check", help="re-train random entries of a built table against their record")
+    c.add_argument("table")
+    c.add_argument("--entries", type=int, default=5, help="how many entries")
+    c.add_argument("--seed", type=int, default=0, help="which entries (a seeded draw)")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from bayesnas.bench import Table, table_path, table_specs
+
+    if args.bench_command == "list":
+        for spec in table_specs():
+            path = table_path(spec.name)
+            if path.exists():
+                t = Table.load(path)
+                spread = t.spread()
+                built = (f"{len(t)} entries x {len(t.metadata['seeds'])} seeds; test error best "
+                         f"{spread['best']:.4f}, median {spread['median']:.4f} "
+                         f"({spread['gap_in_standard_errors']:.1f} standard errors apart); "
+                         f"{t.metadata['training_seconds'] / 60:.0f} min of training")
+            else:
+                built = f"not built: bayesnas bench build {spec.name}"
+            print(f"{spec.name:16s} {spec.space} on {spec.protocol.dataset}: {spec.description}\n"
+                  f"{'':16s} {built}")
+        return 0
+    if args.bench_command == "check":
+        from bayesnas.bench.check import recheck_entries
+
+        rows = recheck_entries(args.table, entries=args.entries, seed=args.seed)
+        for r in rows:
+            print(f"{'exact' if r['exact'] else 'DIFFERS'}  seed {r['seed']}  recorded {r['recorded']}  "
+                  f"retrained {r['retrained']}  {json.dumps(r['architecture'])}")
+        exact = sum(r["exact"] for r in rows)
+        print(f"{exact} of {len(rows)} re-trained entries repeat their recorded errors exactly")
+        return 0 if exact == len(rows) else 1
+    from bayesnas.methods.bench import BenchConfig
+    from bayesnas.methods.study import available_cpus
+
+    out = Path(args.out or f"runs/bench/{args.table}")
+    config = None if args.resume else BenchConfig(table=args.table, limit=args.limit)
+    jobs = args.jobs if args.jobs is not None else available_cpus()
+    results = run(config, out=out, resume=args.resume, progress=not args.no_progress, kind="bench", jobs=jobs)
+    print(json.dumps(results, indent=2))
+    where = f" and {table_path(args.table)}" if results["complete"] else " (partial: not committed)"
+    print(f"table written to {out / 'table.json'}{where}")
+    return 0
+
+
 def _config(args: argparse.Namespace) -> SearchConfig:
     options = {k: getattr(args, k) for k in ("depth", "width") if getattr(args, k) is not None}
     for item in args.option:
@@ -182,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     _add_retrain(sub)
     _add_analysis(sub)
+    _add_bench(sub)
     p = sub.add_parser("resume", help="continue the killed run in RUN_DIR, whatever its kind (config.json)")
     p.add_argument("run_dir", help="a run directory of any method (search, retrain, inpainting, vinnas, nes)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -204,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print("\n".join(available_datasets()))
             return 0
+        if args.command == "bench":
+            return _bench(args)
         if args.command in ("report", "compare"):
             _analysis(args)
             return 0

@@ -53,6 +53,7 @@ def _builtin_spaces() -> dict[str, SearchSpace]:
     from bayesnas.models.activation_select import ActivationSelectMLP
     from bayesnas.models.cell_space import CellSearchSpace
     from bayesnas.models.densenet_connections import DenseNetConnections
+    from bayesnas.models.input_groups import InputGroupsMLP
     from bayesnas.models.layer_skip import LayerSkipMLP
     from bayesnas.models.stochastic_net import StochasticNetMLP
     from bayesnas.models.unit_select import UnitSelectMLP
@@ -91,6 +92,13 @@ def _builtin_spaces() -> dict[str, SearchSpace]:
             False,
             "pdas2019 sec. 4.1: ENAS micro space, normal + reduction cells of 5 nodes, 2 inputs and 2 "
             "ops each (D = 40, 180 theta entries); options channels, normal_cells, num_nodes.",
+        ),
+        "input-groups": SearchSpace(
+            "input-groups",
+            InputGroupsMLP.for_data,
+            True,
+            "input selection: one bit per group of 8 input features, a 32-unit MLP; on digits-noise "
+            "8 pixel rows and 2 groups of planted noise (d = 10); options group_size, width.",
         ),
         "stochastic-net": SearchSpace(
             "stochastic-net",

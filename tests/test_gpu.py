@@ -34,6 +34,7 @@ SMALL_SPACES = {
     "stochastic-net": {"depth": 4, "width": 32},
     "densenet-connections": {"growth": 4, "layers_per_block": 3, "blocks": 2, "stem_channels": 8},
     "enas-cells": {"channels": 4, "normal_cells": 1},
+    "input-groups": {"group_size": 8, "width": 8},
 }
 
 

@@ -43,9 +43,11 @@ __all__ = [
     "Diagnostic",
     "DiagnosticWarning",
     "at_clip_bound",
+    "clipped_sites",
     "credible_set_ties",
     "decided_at_chance",
     "diagnose",
+    "is_parameter_free",
     "parameter_free_drift",
     "posterior_unmoved",
     "warn_diagnostics",
@@ -185,12 +187,20 @@ def credible_set_ties(credible: Sequence[Any], *, rel_tol: float = 1e-9) -> Diag
                       "arbitrary, not a ranking.", values)
 
 
+def is_parameter_free(label: str) -> bool:
+    """An op label matching :data:`~bayesnas.analysis.convergence.PARAMETER_FREE`, except the
+    layer types of pdas2019's autoencoder: all convolutions, whatever their names say ("+skip")."""
+    from bayesnas.nn.cae import LAYER_TYPES
+
+    return label not in LAYER_TYPES and bool(PARAMETER_FREE.search(label))
+
+
 def parameter_free_drift(posterior: Any, *, parameter_free: Any = None) -> Diagnostic:
     """:func:`~bayesnas.analysis.convergence.collapse_report` on the multi-op variables only:
     a Bernoulli skip/keep bit pruned to "skip" is what a layer- or unit-selection space is for."""
     post = as_posterior(posterior)
     if parameter_free is None:
-        parameter_free = lambda label: bool(PARAMETER_FREE.search(label))  # noqa: E731
+        parameter_free = is_parameter_free
     free = parameter_free if callable(parameter_free) else (lambda label: label in set(parameter_free))
     multi = [m for m in post if len(m.labels) > 2]
     if not multi:
@@ -244,6 +254,20 @@ def warning_lines(diagnostics: Mapping[str, Any] | None) -> list[str]:
         return []
     checks = diagnostics.get("checks", {})
     return [f"{name}: {checks[name]['message']}" for name in diagnostics.get("fired", []) if name in checks]
+
+
+def clipped_sites(guide: Any, optimizers: Sequence[Any]) -> dict[str, Any]:
+    """Site → which of its variables sit at the clip bound, from the architecture optimizers'
+    ``at_bound()`` (families without a bound, and guides without θ, give none)."""
+    masks: dict[Any, Any] = {}
+    for opt in optimizers:
+        masks.update(getattr(opt, "at_bound", dict)())
+    out = {}
+    for g in getattr(guide, "guides", [guide]):
+        for name, theta in zip(getattr(g, "site_names", ()), getattr(g, "thetas", ()), strict=False):
+            if theta in masks:
+                out[name] = masks[theta]
+    return out
 
 
 class DiagnosticWarning(UserWarning):

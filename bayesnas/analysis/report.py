@@ -34,7 +34,7 @@ from typing import Any
 
 from bayesnas.analysis import plots
 from bayesnas.analysis.cae_plot import cae_choice_probabilities, is_cae_genotype, plot_cae_genotype
-from bayesnas.analysis.convergence import PARAMETER_FREE, convergence_stats
+from bayesnas.analysis.convergence import convergence_stats
 from bayesnas.analysis.diagnostics import parameter_free_drift, warning_lines
 from bayesnas.analysis.genotype_plot import SPACES, choice_probabilities, plot_genotype, vinnas_strengths
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
@@ -344,7 +344,7 @@ def _results_section(doc: _Document, results: dict[str, Any] | None, *, inpainti
 def _diagnostics_section(doc: _Document, run: RunRecord) -> dict[str, Any] | None:
     """The run's diagnostics (``results.json``), first thing after the title: a warning line per
     fired check, then every check with its numbers. Returns them (``None`` when there are none)."""
-    if run.kind != "search" or not run.results:
+    if not run.results or ("diagnostics" not in run.results and run.kind != "search"):
         return None
     doc.heading("Diagnostics")
     diagnostics = run.results.get("diagnostics")
@@ -503,6 +503,7 @@ _SUBTITLES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "inpainting": lambda c: f"mask {c['mask']}",
     "vinnas": lambda c: f"layout {c['layout']}",
     "nes": lambda c: f"{c['backbone']}, budget {c['budget']:g}×",
+    "bench": lambda c: f"table {c['table']}",
 }
 
 
@@ -526,12 +527,6 @@ def _progress_line(run: RunRecord) -> str:
     return f"{last.get('epoch', 0)} of {c.get('epochs', '?')} epochs {on}."
 
 
-def _is_free(label: str) -> bool:
-    """Parameter-free op labels for the collapse check; the CAE's layer types are all
-    convolutions, whatever their names say ("+skip")."""
-    return label not in cae.LAYER_TYPES and bool(PARAMETER_FREE.search(label))
-
-
 def _posterior_section(doc: _Document, post: Posterior) -> None:
     doc.heading("Posterior per variable")
     stats = convergence_stats(post)
@@ -545,7 +540,7 @@ def _posterior_section(doc: _Document, post: Posterior) -> None:
     )
     # The measure is the drift from uniform, not the mass itself: with 3 parameter-free ops of 5
     # (the cell space) the uniform start already puts 60% there.
-    drift = parameter_free_drift(post, parameter_free=_is_free)
+    drift = parameter_free_drift(post)
     if drift.fired:
         doc.paragraph("Warning: " + drift.message, css="warn")
     elif drift.values["edges"]:

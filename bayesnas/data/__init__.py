@@ -1,4 +1,5 @@
-"""Datasets: embedded real data (``mnist5k``, ``digits``) and torchvision datasets.
+"""Datasets: embedded real data (``mnist5k``, ``digits``, and ``digits-noise``: the digits with 16
+planted noise features) and torchvision datasets.
 
 Embedded splits (test 20 %, then validation 10 % of the rest by default) are stratified and
 seeded; torchvision datasets keep their official test set and carve validation from training.
@@ -15,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from bayesnas.data.errors import DatasetUnavailableError
 from bayesnas.data.splits import check_fraction
 
-EMBEDDED = {"mnist5k": 10, "digits": 10}
+EMBEDDED = {"mnist5k": 10, "digits": 10, "digits-noise": 10}
 
 __all__ = [
     "DataSplits",

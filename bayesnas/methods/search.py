@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from bayesnas.analysis import Posterior, PosteriorHistory, convergence_stats, model_averaging
 from bayesnas.analysis.calibration import classification_metrics
-from bayesnas.analysis.diagnostics import diagnose, warn_diagnostics
+from bayesnas.analysis.diagnostics import clipped_sites, diagnose, warn_diagnostics
 from bayesnas.analysis.history import HISTORY_FILE
 from bayesnas.data import load_dataset
 from bayesnas.data.batches import batches as _batches
@@ -562,14 +562,7 @@ class SearchRun:
         the fixed and stochastic baselines: their θ is not a search's answer)."""
         if self.config.method != "search":
             return None
-        masks: dict[Any, Any] = {}
-        for opt in self.arch_optimizers:
-            masks.update(getattr(opt, "at_bound", dict)())
-        at_bound = {}
-        for g in getattr(self.guide, "guides", [self.guide]):
-            for name, theta in zip(getattr(g, "site_names", ()), getattr(g, "thetas", ()), strict=False):
-                if theta in masks:
-                    at_bound[name] = masks[theta]
+        at_bound = clipped_sites(self.guide, self.arch_optimizers)
         return diagnose(history=MetricsLog(self.out / "metrics.jsonl").read(), posterior=self.posterior(),
                         credible=credible, num_classes=self.data.info.num_classes,
                         initial_entropy=self.initial_entropy, at_bound=at_bound or None)

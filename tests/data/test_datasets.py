@@ -58,3 +58,17 @@ def test_loader_order_is_fixed_by_its_seed():
     a = [y.tolist() for _, y in make_loader(d.train, batch_size=64, shuffle=True, seed=5)]
     b = [y.tolist() for _, y in make_loader(d.train, batch_size=64, shuffle=True, seed=5)]
     assert a == b and "cifar10" in available_datasets()
+
+
+def test_digits_noise_is_the_digits_pixels_then_label_free_noise_fixed_for_every_split_seed():
+    plain, noisy = load_dataset("digits", seed=3, flatten=True), load_dataset("digits-noise", seed=3)
+    assert noisy.info.input_shape == (80,) and noisy.info.num_classes == 10
+    (xp, yp), (xn, yn) = as_tensors(plain.test), as_tensors(noisy.test)
+    assert torch.equal(xn[:, :64], xp) and torch.equal(yn, yp)  # the same images, pixels first
+    noise = torch.cat([as_tensors(p)[0][:, 64:] for p in (noisy.train, noisy.val, noisy.test)])
+    assert abs(float(noise.mean())) < 0.05 and abs(float(noise.std()) - 1) < 0.05  # N(0, 1)
+    # Part of the data, not of the split: an image keeps its noise under another split seed.
+    other = load_dataset("digits-noise", seed=4)
+    rows = {tuple(r[:64].tolist()): r[64:] for part in (other.train, other.val, other.test)
+            for r in as_tensors(part)[0]}
+    assert all(torch.equal(rows[tuple(r[:64].tolist())], r[64:]) for r in xn[:20])

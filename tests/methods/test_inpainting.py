@@ -363,6 +363,9 @@ def test_a_run_with_given_images_uses_them(tmp_path):
     config = _tiny(search_iterations=2, retrain_iterations=2, random_architectures=0, mask="half")
     out = run(config, out=tmp_path, progress=False, data=data)
     assert out["test_images"] == 10 and out["train_images"] == 40 and out["random"] == []
+    # Two search steps leave the posterior where it started; a regression has no chance level.
+    assert "posterior_unmoved" in out["diagnostics"]["fired"]
+    assert "decided_at_chance" not in out["diagnostics"]["checks"]
     net = SymmetricCAE(json.loads((tmp_path / "genotype.json").read_text()), in_channels=3)
     assert net(torch.zeros(2, 3, 8, 8)).shape == (2, 3, 8, 8)
 
