@@ -56,6 +56,7 @@ from bayesnas.runs import (
     start_run_dir,
     write_json,
 )
+from bayesnas.runs.checks import check_integers
 from bayesnas.runs.loop import run_epochs
 from bayesnas.sites import discover_sites, tensors_to_architecture
 
@@ -89,7 +90,9 @@ class SearchConfig(RunConfig):
     ``family_options``: per site family (:mod:`bayesnas.families`), the fields of its typed
     options (e.g. ``{"gaussian-integer": {"adapt_sigma": True, "lr": 1.0}}``); for the θ
     natural-gradient families they override ``adaptive``, ``num_samples``, ``theta_lr`` and
-    ``theta_min``.
+    ``theta_min``. ``split_seed``: the seed of the train / validation / test split (``None``: the
+    run's ``seed``); a search judged against a ground-truth table (:mod:`bayesnas.bench`) uses
+    the table's split, 0, so that it never trains on the images the table is tested on.
     """
 
     space: str = "layer-skip"
@@ -114,6 +117,7 @@ class SearchConfig(RunConfig):
     penalty: float = 0.0
     stochastic_samples: int = 100
     val_fraction: float = 0.1
+    split_seed: int | None = None
     space_options: dict[str, Any] = field(default_factory=dict)
     credible_set_size: int = 10
     fixed_value: int = 1
@@ -125,6 +129,7 @@ class SearchConfig(RunConfig):
     def validate(self) -> None:
         super().validate()
         get_space(self.space)
+        check_integers(self, {"split_seed": 0}, optional=True)
         if self.method not in METHODS:
             raise ValueError(f"Unknown method {self.method!r}. Known methods: {', '.join(METHODS)}.")
         if self.cutout < 0:
@@ -221,7 +226,7 @@ class SearchRun:
             config.dataset,
             data_dir=config.data_dir,
             download=config.download,
-            seed=config.seed,
+            seed=config.seed if config.split_seed is None else config.split_seed,
             val_fraction=config.val_fraction,
             flatten=self.space.flatten_input,
         )

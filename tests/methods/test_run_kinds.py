@@ -22,8 +22,8 @@ def test_each_kind_resolves_to_its_config_and_runner(kind):
 
 
 def test_an_unknown_kind_is_refused_by_name():
-    with pytest.raises(ValueError, match="Unknown run kind 'bench'. Known kinds: search, retrain"):
-        method("bench")
+    with pytest.raises(ValueError, match="Unknown run kind 'benchmark'. Known kinds: search, retrain"):
+        method("benchmark")
 
 
 def test_config_json_carries_kind_and_version_and_reads_back(tmp_path):

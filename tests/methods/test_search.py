@@ -91,7 +91,7 @@ def test_baselines_run(tmp_path, method):
 @pytest.mark.parametrize("argv, message", [
     (["search", "nope", "--out", "X"],
      "Unknown search space 'nope'. Known spaces: activation-select, densenet-connections, enas-cells, "
-     "layer-skip"),
+     "input-groups, layer-skip"),
     (["search", "layer-skip", "--out", "X", "--dataset", "foo"], "Unknown dataset 'foo'"),
     (["search", "layer-skip", "--out", "X", "--lam", "1"], "λ >= 2 samples, but got num_samples=1"),
     (["search", "layer-skip", "--out", "X", "--theta-init", "1.5"], "theta_init=1.5"),
