@@ -9,8 +9,9 @@ trusted. :func:`table_specs` lists the built-in ones; ``bayesnas bench build NAM
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 __all__ = ["Protocol", "TableSpec", "architecture_key", "get_table_spec", "register_table", "table_specs"]
@@ -48,6 +49,9 @@ class TableSpec:
         seeds: every architecture is trained once per seed.
         architectures: the architectures it covers, in a fixed order (plain site → value).
         why: why the table's errors spread (stated in its metadata).
+        description: one line for ``bayesnas bench list``.
+        cost: ``(architecture, model) -> {"params": ..., "macs": ...}`` of the network with
+            what the architecture leaves out deleted.
     """
 
     name: str
@@ -58,13 +62,11 @@ class TableSpec:
     architectures: Callable[[], list[dict[str, Any]]]
     why: str
     description: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    cost: Callable[[Mapping[str, Any], Any], dict[str, int]] | None = None
 
 
 def architecture_key(arch: Mapping[str, Any]) -> str:
     """The one string that names an architecture in a table (sites sorted, values as JSON)."""
-    import json
-
     return json.dumps({k: arch[k] for k in sorted(arch)}, separators=(",", ":"))
 
 
@@ -127,7 +129,7 @@ register_table(TableSpec(
          "the table and nothing measurable among the best architectures, whose test errors tie within "
          "the test set's resolution (1/359). So the answer that matters is which rows to keep."),
     description="10-bit input selection on digits-noise, every one of the 1,024 architectures",
-    extra={"cost": _input_groups_cost},
+    cost=_input_groups_cost,
 ))
 
 register_table(TableSpec(
@@ -143,5 +145,5 @@ register_table(TableSpec(
          "of kept layers, and every layer kept (where a search's θ = 0.5 mode starts) is among the "
          "worst. The answer is a shallow network."),
     description="7-bit layer selection on digits, every one of the 128 architectures",
-    extra={"cost": _layer_skip_cost},
+    cost=_layer_skip_cost,
 ))

@@ -43,7 +43,7 @@ def fixed_network(model: Callable[..., Any], arch: Mapping[str, Any], example: t
 def train_alone(spec: TableSpec, arch: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """Train ``arch`` of ``spec.space`` from scratch under ``spec.protocol`` with ``seed`` (the
     initialisation and the data order), on one CPU thread; its validation and test errors, its
-    training seconds, and the costs the spec counts (``spec.extra["cost"]``)."""
+    training seconds, and the costs the spec counts (``spec.cost``)."""
     from bayesnas.models import get_space
 
     p = spec.protocol
@@ -68,5 +68,4 @@ def train_alone(spec: TableSpec, arch: Mapping[str, Any], seed: int) -> dict[str
                   for name, xs, ys in (("val", xv, yv), ("test", xt, yt))}
     finally:
         torch.set_num_threads(before)
-    cost = spec.extra.get("cost")
-    return {**errors, "seconds": seconds, **(cost(arch, model) if cost else {})}
+    return {**errors, "seconds": seconds, **(spec.cost(arch, model) if spec.cost else {})}
