@@ -83,7 +83,12 @@ class BenchRun:
         # Wall time from the entries themselves, so that a resumed build counts its first part.
         written = [p.stat().st_mtime for p in paths.values()]
         wall = max(written) - min(written) + min(rows, key=lambda r: r["seconds"])["seconds"]
-        table = Table(self._metadata(rows, wall), summarise_entries(rows, self.spec.seeds))
+        # A build that trained nothing (a finished one, resumed) keeps the jobs its trainings ran with.
+        previous = self.out / "table.json"
+        jobs = self.jobs
+        if not todo and previous.exists():
+            jobs = Table.load(previous).metadata.get("jobs", jobs)
+        table = Table(self._metadata(rows, wall, jobs), summarise_entries(rows, self.spec.seeds))
         table.save(self.out / "table.json")
         complete = len(table) == len(archs)
         if complete:
@@ -94,7 +99,7 @@ class BenchRun:
         write_json(self.out / "results.json", results)
         return results
 
-    def _metadata(self, rows: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+    def _metadata(self, rows: list[dict[str, Any]], wall: float, jobs: int) -> dict[str, Any]:
         spec = self.spec
         return {
             "name": spec.name,
@@ -111,7 +116,7 @@ class BenchRun:
             "trainings": len(rows),
             "training_seconds": sum(r["seconds"] for r in rows),
             "wall_seconds": wall,  # first entry started to last entry written (pauses included)
-            "jobs": self.jobs,
+            "jobs": jobs,
             "bayesnas_version": __version__,
             "torch_version": torch.__version__,
             "python_version": sys.version.split()[0],
