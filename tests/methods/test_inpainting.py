@@ -35,13 +35,7 @@ from bayesnas.sites import arch_plate, architecture_to_tensors, discover_sites
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny convolutions: one thread is fastest, and exact repeats need a fixed thread count.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (tests/conftest.py)
 
 
 def _space(in_channels=1, **options):

@@ -14,14 +14,7 @@ from bayesnas.sites import arch_plate, discover_sites
 TINY = dict(growth=3, layers_per_block=3, blocks=3, stem_channels=4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The nets here are tiny: a second OpenMP thread gains nothing and, on a busy machine,
-    # its spin-waits make each op up to 30x slower. Restore the count for the next test.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (tests/conftest.py)
 
 
 def tiny(**kw) -> DenseNetConnections:
