@@ -363,6 +363,12 @@ def findings(summary: Mapping[str, Any]) -> list[str]:
             better = "**reproduced**" if se is not None and separated(gap, se) else "**not reproduced**"
             out.append(f"`{summary['table']}`, {label}: ends better than its starting architecture (the mode "
                        f"of θ = 0.5, true test error {start:.4f}) by ≥ 2 standard errors: {better}.")
+            fired = [r for r in m["runs"] if r.get("diagnostics")]
+            if fired:  # an answer whose posterior is not evidence is not a success, whatever it scored
+                names = sorted({d for r in fired for d in r["diagnostics"]})
+                out.append(f"`{summary['table']}`, {label}: {len(fired)} of {len(m['runs'])} runs fired run "
+                           f"diagnostics ({', '.join(names)}): their posteriors are not evidence, so none "
+                           "of them counts as a working search.")
     return out
 
 
