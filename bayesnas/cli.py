@@ -172,14 +172,16 @@ def _bench(args: argparse.Namespace) -> int:
             if path.exists():
                 t = Table.load(path)
                 spread = t.spread()
-                built = (f"{len(t)} entries x {len(t.metadata['seeds'])} seeds; test error best "
+                appended = len(t.entries) - len(t)
+                more = f" (+ {appended} appended)" if appended else ""
+                built = (f"{len(t)} entries{more} x {len(t.metadata['seeds'])} seeds; test error best "
                          f"{spread['best']:.4f}, median {spread['median']:.4f} "
                          f"({spread['gap_in_standard_errors']:.1f} standard errors apart); "
                          f"{t.metadata['training_seconds'] / 60:.0f} min of training")
             else:
                 built = f"not built: bayesnas bench build {spec.name}"
-            print(f"{spec.name:16s} {spec.space} on {spec.protocol.dataset}: {spec.description}\n"
-                  f"{'':16s} {built}")
+            print(f"{spec.name:20s} {spec.space} on {spec.protocol.dataset}: {spec.description}\n"
+                  f"{'':20s} {built}")
         return 0
     if args.bench_command == "check":
         from bayesnas.bench.check import recheck_entries

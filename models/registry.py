@@ -55,6 +55,7 @@ def _builtin_spaces() -> dict[str, SearchSpace]:
     from bayesnas.models.densenet_connections import DenseNetConnections
     from bayesnas.models.input_groups import InputGroupsMLP
     from bayesnas.models.layer_skip import LayerSkipMLP
+    from bayesnas.models.nb201_cell import NB201CellSpace
     from bayesnas.models.stochastic_net import StochasticNetMLP
     from bayesnas.models.unit_select import UnitSelectMLP
 
@@ -99,6 +100,13 @@ def _builtin_spaces() -> dict[str, SearchSpace]:
             True,
             "input selection: one bit per group of 8 input features, a 32-unit MLP; on digits-noise "
             "8 pixel rows and 2 groups of planted noise (d = 10); options group_size, width.",
+        ),
+        "nb201-cell": SearchSpace(
+            "nb201-cell",
+            NB201CellSpace.for_data,
+            False,
+            "NAS-Bench-201 cell: 4 nodes, 6 edges, each none / skip / conv 1x1 / conv 3x3 / avg-pool 3x3 "
+            "(D = 6, K = 5, 15,625 cells); a stem, the cell, a linear head; options channels, cells.",
         ),
         "stochastic-net": SearchSpace(
             "stochastic-net",

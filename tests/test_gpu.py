@@ -35,6 +35,7 @@ SMALL_SPACES = {
     "densenet-connections": {"growth": 4, "layers_per_block": 3, "blocks": 2, "stem_channels": 8},
     "enas-cells": {"channels": 4, "normal_cells": 1},
     "input-groups": {"group_size": 8, "width": 8},
+    "nb201-cell": {"channels": 4},
 }
 
 
@@ -45,7 +46,7 @@ def test_every_space_searches_on_the_gpu(space, penalty, tmp_path):
     from bayesnas.models import available_spaces
 
     assert set(SMALL_SPACES) == set(available_spaces())  # a new space must be added here
-    if penalty and space in ("activation-select", "enas-cells"):
+    if penalty and space in ("activation-select", "enas-cells", "nb201-cell"):
         pytest.skip("these choices carry no complexity cost")
     result = run(
         SearchConfig(space=space, dataset="digits", epochs=1, seed=0, batch_size=16, device="cuda",

@@ -20,7 +20,8 @@ learning. Each check here looks at one way that fails, on what every search run 
   multi-op edges (:func:`~bayesnas.analysis.convergence.collapse_report`); a two-valued
   skip/keep bit is left out, since pruning layers or units is what those spaces are for.
 
-:func:`diagnose` runs them all into the ``diagnostics`` object of ``results.json``;
+:func:`diagnose` runs them all into the ``diagnostics`` object of ``results.json``
+(:func:`diagnose_logged` for NES and VINNAS runs, from their posterior history);
 :func:`warning_lines` is what a run warns of at its end (:func:`warn_diagnostics`) and the
 report shows at its top.
 """
@@ -47,6 +48,7 @@ __all__ = [
     "credible_set_ties",
     "decided_at_chance",
     "diagnose",
+    "diagnose_logged",
     "is_parameter_free",
     "parameter_free_drift",
     "posterior_unmoved",
@@ -91,21 +93,30 @@ def decided_at_chance(
 ) -> Diagnostic:
     """Fires when, at the last epoch whose training loss was at chance, at least ``fraction``
     of the posterior's initial entropy was already gone. ``history``: the run's per-epoch rows
-    (``epoch``, ``train_loss``, ``entropy``; ``undecided`` and ``num_variables`` if logged)."""
+    (``epoch``, ``train_loss``, ``entropy``; ``undecided`` and ``num_variables`` if logged). A
+    history without ``train_loss`` is judged by ``val_error`` against 1 − 1/C instead."""
     chance = math.log(num_classes)
-    rows = [r for r in history if r.get("train_loss") is not None and r.get("entropy") is not None]
-    at_chance = [r for r in rows if r["train_loss"] >= (1 - tolerance) * chance]
+    # A run that logs no training loss of its networks alone (VINNAS: its loss holds the KL
+    # terms) is at chance by its validation error: ≥ (1 − tolerance)·(1 − 1/C).
+    by_loss = any(r.get("train_loss") is not None for r in history)
+    key, level = ("train_loss", chance) if by_loss else ("val_error", 1 - 1 / num_classes)
+    measure = "training loss" if by_loss else "validation error"
+    rows = [r for r in history if r.get(key) is not None and r.get("entropy") is not None]
+    at_chance = [r for r in rows if r[key] >= (1 - tolerance) * level]
     values: dict[str, Any] = {"chance_loss": chance, "tolerance": tolerance, "fraction": fraction,
-                              "initial_entropy": initial_entropy, "epochs_at_chance": len(at_chance)}
+                              "initial_entropy": initial_entropy, "epochs_at_chance": len(at_chance),
+                              "measure": key}
+    if not by_loss:
+        values["chance_error"] = level
     if not rows or initial_entropy <= 0:
         return Diagnostic("decided_at_chance", False, "No training loss or entropy to check.", values)
     if not at_chance:
         return Diagnostic("decided_at_chance", False,
-                          f"The training loss was below chance (ln {num_classes} = {chance:.3f}) "
+                          f"The {measure} was below chance ({_chance(by_loss, num_classes, level)}) "
                           "from the first logged epoch.", values)
     last = at_chance[-1]
     gone = 1 - last["entropy"] / initial_entropy
-    values.update(last_epoch_at_chance=last["epoch"], loss=last["train_loss"], entropy_gone=gone)
+    values.update(last_epoch_at_chance=last["epoch"], loss=last[key], entropy_gone=gone)
     decided = ""
     if last.get("undecided") is not None and last.get("num_variables"):
         n = last["num_variables"]
@@ -113,17 +124,21 @@ def decided_at_chance(
         decided = f", {n - last['undecided']} of {n} variables decided"
     fired = gone >= fraction
     never = len(at_chance) == len(rows)
-    when = ("the training loss never left chance" if never
-            else f"up to epoch {last['epoch']} the training loss was at chance")
+    when = (f"the {measure} never left chance" if never
+            else f"up to epoch {last['epoch']} the {measure} was at chance")
     if fired:
         message = (f"The posterior was decided while the networks were at chance: {when} "
-                   f"({last['train_loss']:.3f} vs ln {num_classes} = {chance:.3f}), and by then "
+                   f"({last[key]:.3f} vs {_chance(by_loss, num_classes, level)}), and by then "
                    f"{gone:.0%} of its initial entropy was gone{decided}. The choice reflects "
                    "initialisation, not accuracy.")
     else:
         message = (f"At the last epoch at chance ({last['epoch']}) {gone:.0%} of the initial entropy "
                    f"was gone (fires at {fraction:.0%}).")
     return Diagnostic("decided_at_chance", fired, message, values)
+
+
+def _chance(by_loss: bool, num_classes: int, level: float) -> str:
+    return f"ln {num_classes} = {level:.3f}" if by_loss else f"1 − 1/{num_classes} = {level:.3f}"
 
 
 def posterior_unmoved(*, initial_entropy: float, final_entropy: float,
@@ -246,6 +261,31 @@ def diagnose(
         "fired": [d.name for d in checks if d.fired],
         "checks": {d.name: {"fired": d.fired, "message": d.message, **d.values} for d in checks},
     }
+
+
+def diagnose_logged(
+    metrics: Sequence[Mapping[str, Any]],
+    snapshots: Sequence[tuple[int, Posterior]],
+    *,
+    num_classes: int | None,
+    loss_key: str | None,
+    posterior: Any = None,
+    credible_set_size: int = 10,
+) -> dict[str, Any]:
+    """:func:`diagnose` of a run that logs no entropy in its metrics (NES, VINNAS), from its
+    posterior history: ``snapshots`` are ``(epoch, Posterior)`` from epoch 0 (the start) on
+    (:meth:`~bayesnas.analysis.history.PosteriorHistory.posteriors` ``by="epoch"``); each
+    metrics row gets its epoch's entropy, and ``row[loss_key]`` as its training loss (``None``:
+    the run logs none of its networks alone, and the chance check reads ``val_error``).
+    ``posterior``: the one the run reports (default: the last snapshot)."""
+    if not snapshots:
+        raise ValueError("diagnose_logged needs the posterior history, but got no snapshot.")
+    entropy = {epoch: p.entropy() for epoch, p in snapshots}
+    rows = [{"epoch": r["epoch"], "entropy": entropy.get(r["epoch"]), "val_error": r.get("val_error"),
+             "train_loss": r.get(loss_key) if loss_key else None} for r in metrics]
+    final = as_posterior(posterior) if posterior is not None else snapshots[-1][1]
+    return diagnose(history=rows, posterior=final, credible=final.credible_set(k=credible_set_size),
+                    num_classes=num_classes, initial_entropy=snapshots[0][1].entropy())
 
 
 def warning_lines(diagnostics: Mapping[str, Any] | None) -> list[str]:

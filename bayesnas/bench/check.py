@@ -14,7 +14,7 @@ __all__ = ["recheck_entries"]
 
 
 def recheck_entries(name: str, *, entries: int = 5, seed: int = 0) -> list[dict[str, Any]]:
-    """Re-train ``entries`` entries of the committed table ``name`` (drawn with ``seed``, each
+    """Re-train ``entries`` entries of the committed table ``name``'s sample (drawn with ``seed``, each
     with one of its recorded training seeds) and compare their errors with the record: one
     row per entry with ``recorded``, ``retrained`` and ``exact`` (equal to the last bit)."""
     table, spec = Table.named(name), get_table_spec(name)
@@ -22,7 +22,7 @@ def recheck_entries(name: str, *, entries: int = 5, seed: int = 0) -> list[dict[
     picks = torch.randperm(len(table), generator=generator)[:entries].tolist()
     rows = []
     for i in picks:
-        entry = table.entries[i]
+        entry = table.sample[i]
         k = int(torch.randint(len(entry["seeds"]), (1,), generator=generator))
         recorded = {"val_error": entry["val_errors"][k], "test_error": entry["test_errors"][k]}
         again = train_alone(spec, entry["architecture"], entry["seeds"][k])

@@ -4,6 +4,12 @@ The file (``bayesnas/bench/tables/NAME.json``, written by ``bayesnas bench build
 ``{"metadata": {...}, "entries": [...]}``: the metadata names the command, protocol, seeds,
 library and torch versions and wall time; each entry holds an ``architecture``, its errors
 per seed (``val_errors``, ``test_errors``) and their means, its training seconds and costs.
+
+A table of a space too large to train whole holds a seeded uniform sample of it; architectures a
+search returned outside the sample are trained on demand under the same protocol and appended
+(:func:`bayesnas.methods.bench.append_architectures`), marked ``"appended": true``. They can be
+looked up (:meth:`Table.entry`) but stay out of every statistic of the table (best, percentile,
+spread, the draws of random search), which describe the uniform sample alone.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ class Table:
     def __init__(self, metadata: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]) -> None:
         self.metadata = dict(metadata)
         self.entries = [dict(e) for e in entries]
+        #: the table's own architectures (its enumeration or uniform sample), without the appended.
+        self.sample = [e for e in self.entries if not e.get("appended")]
         self._by_key = {architecture_key(e["architecture"]): e for e in self.entries}
 
     @classmethod
@@ -79,26 +87,27 @@ class Table:
         write_json(path, {"metadata": self.metadata, "entries": self.entries})
 
     def __len__(self) -> int:
-        return len(self.entries)
+        """The size of the table's own sample (appended entries not counted)."""
+        return len(self.sample)
 
     def entry(self, arch: Mapping[str, Any]) -> dict[str, Any] | None:
         """The entry of ``arch`` (``None`` when the table does not hold it)."""
         return self._by_key.get(architecture_key(arch))
 
     def best(self, by: str = "test_error") -> dict[str, Any]:
-        return min(self.entries, key=lambda e: e[by])
+        return min(self.sample, key=lambda e: e[by])
 
     def errors(self, by: str = "test_error") -> list[float]:
-        return sorted(e[by] for e in self.entries)
+        return sorted(e[by] for e in self.sample)
 
     def percentile(self, error: float, by: str = "test_error") -> float:
-        """The fraction of the table's entries at least as good as ``error`` (0: best, 1: worst)."""
-        return sum(e[by] <= error for e in self.entries) / len(self.entries)
+        """The fraction of the table's sample at least as good as ``error`` (0: best, 1: worst)."""
+        return sum(e[by] <= error for e in self.sample) / len(self.sample)
 
     def spread(self) -> dict[str, Any]:
         """The best and the median entry by test error, and how many standard errors apart
         they are (the standard error over the best's and the median's per-seed errors)."""
-        ranked = sorted(self.entries, key=lambda e: e["test_error"])
+        ranked = sorted(self.sample, key=lambda e: e["test_error"])
         best, median = ranked[0], ranked[len(ranked) // 2]
         se = math.sqrt(sum(_variance(e["test_errors"]) / len(e["test_errors"]) for e in (best, median)))
         gap = median["test_error"] - best["test_error"]

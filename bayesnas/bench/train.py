@@ -41,21 +41,26 @@ def fixed_network(model: Callable[..., Any], arch: Mapping[str, Any], example: t
 
 
 def train_alone(spec: TableSpec, arch: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    """Train ``arch`` of ``spec.space`` from scratch under ``spec.protocol`` with ``seed`` (the
-    initialisation and the data order), on one CPU thread; its validation and test errors, its
-    training seconds, and the costs the spec counts (``spec.cost``)."""
+    """Train ``arch`` of ``spec.space`` (or ``spec.network``'s plain network of it) from scratch
+    under ``spec.protocol`` with ``seed`` (the initialisation and the data order), on one CPU
+    thread; its validation and test errors, its training seconds, and the costs the spec counts
+    (``spec.cost``)."""
     from bayesnas.models import get_space
 
     p = spec.protocol
-    space = get_space(spec.space)
-    data = _data(p.dataset, p.val_fraction, space.flatten_input)
+    space = get_space(spec.space) if spec.network is None else None
+    data = _data(p.dataset, p.val_fraction, space is not None and space.flatten_input)
     (x, y), (xv, yv), (xt, yt) = data["parts"]["train"], data["parts"]["val"], data["parts"]["test"]
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         torch.manual_seed(seed)
-        model = space.build(data["input_shape"], data["num_classes"], **spec.space_options)
-        forward = fixed_network(model, arch, x[:1])
+        if space is None:
+            model = spec.network(arch, data["input_shape"], data["num_classes"])
+            forward = model
+        else:
+            model = space.build(data["input_shape"], data["num_classes"], **spec.space_options)
+            forward = fixed_network(model, arch, x[:1])
         optimizer = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         order = torch.Generator().manual_seed(seed)
         start = time.perf_counter()

@@ -5,7 +5,9 @@ The run directory holds ``config.json``, one file per trained entry
 (``entries/<index>_seed<seed>.json``, written atomically when that training ends, so a killed
 build loses at most the trainings in flight and ``--resume`` trains only what is missing),
 then ``table.json`` and ``results.json`` (the table's size and spread). A build of the whole
-table also writes the committed copy, ``bayesnas/bench/tables/NAME.json``.
+table also writes the committed copy, ``bayesnas/bench/tables/NAME.json``, keeping the entries
+appended to it before (:func:`append_architectures`: architectures outside a sampled table's
+sample, trained on demand because a search returned them).
 
 Every entry trains on one thread with its own seed, so its errors do not depend on ``jobs``
 or on the order in which entries finish.
@@ -22,14 +24,14 @@ from typing import Any, ClassVar
 import torch
 
 from bayesnas import __version__
-from bayesnas.bench.spec import get_table_spec
+from bayesnas.bench.spec import architecture_key, get_table_spec
 from bayesnas.bench.table import Table, summarise_entries, table_path
 from bayesnas.bench.train import train_alone
 from bayesnas.runs import RunConfig, start_run_dir, write_json
 from bayesnas.runs.checks import check_integers
 from bayesnas.runs.files import read_json
 
-__all__ = ["BenchConfig", "BenchRun", "train_entry"]
+__all__ = ["BenchConfig", "BenchRun", "append_architectures", "train_architecture", "train_entry"]
 
 
 @dataclass
@@ -52,11 +54,41 @@ class BenchConfig(RunConfig):
 def train_entry(table: str, index: int, seed: int, path: str, *, progress: bool = False) -> dict[str, Any]:
     """Train entry ``index`` of ``table`` with ``seed`` and write it to ``path`` (atomically);
     module-level so that a process pool can run it."""
-    spec = get_table_spec(table)
-    arch = spec.architectures()[index]
-    row = {"index": index, "seed": seed, "architecture": arch, **train_alone(spec, arch, seed)}
+    arch = get_table_spec(table).architectures()[index]
+    row = {"index": index, **train_architecture(table, arch, seed)}
     write_json(path, row)
     return row
+
+
+def train_architecture(table: str, arch: dict[str, Any], seed: int, *, progress: bool = False
+                       ) -> dict[str, Any]:
+    """One row of ``table``: ``arch`` trained alone under its protocol with ``seed``."""
+    return {"seed": seed, "architecture": arch, **train_alone(get_table_spec(table), arch, seed)}
+
+
+def append_architectures(table: str, archs: list[dict[str, Any]], *, jobs: int = 1,
+                         progress: bool = False, save: bool = True) -> Table:
+    """The committed table ``table`` with every architecture of ``archs`` it lacks trained alone
+    (its protocol, each of its seeds) and appended, marked ``"appended": true``; saved in place
+    (``save=False``: only returned, e.g. for a smoke run).
+
+    For a sampled table (NAS-Bench-201 cells): an architecture a search returns must be looked
+    up, and it may lie outside the sample. Appended entries never enter the table's statistics
+    (:class:`~bayesnas.bench.table.Table`)."""
+    from bayesnas.methods.study import run_all
+
+    current, spec = Table.named(table), get_table_spec(table)
+    missing = list({architecture_key(a): a for a in archs if current.entry(a) is None}.values())
+    if not missing:
+        return current
+    rows = run_all([(table, a, s) for a in missing for s in spec.seeds], jobs=jobs, progress=progress,
+                   desc=f"bench {table}: appending", task=train_architecture)
+    added = [{**e, "appended": True} for e in summarise_entries(rows, spec.seeds)]
+    metadata = {**current.metadata, "appended": len(current.entries) - len(current) + len(added)}
+    grown = Table(metadata, current.entries + added)
+    if save:
+        grown.save(table_path(table))
+    return grown
 
 
 class BenchRun:
@@ -92,8 +124,12 @@ class BenchRun:
         table.save(self.out / "table.json")
         complete = len(table) == len(archs)
         if complete:
-            table_path(self.spec.name).parent.mkdir(parents=True, exist_ok=True)
-            table.save(table_path(self.spec.name))
+            committed = table_path(self.spec.name)
+            before = Table.load(committed).entries if committed.exists() else []
+            appended = [e for e in before if e.get("appended")]
+            committed.parent.mkdir(parents=True, exist_ok=True)
+            Table({**table.metadata, **({"appended": len(appended)} if appended else {})},
+                  table.entries + appended).save(committed)
         results = {"table": self.spec.name, "entries": len(table), "architectures": len(archs),
                    "complete": complete, **table.spread()}
         write_json(self.out / "results.json", results)

@@ -39,9 +39,11 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from bayesnas.analysis.diagnostics import diagnose_logged, warn_diagnostics
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.data.tensors import TensorData, load_tensors
 from bayesnas.infer.schedules import cosine_lr
+from bayesnas.nn.width_backbones import BACKBONES
 from bayesnas.runs import (
     RunConfig,
     distributed,
@@ -58,7 +60,6 @@ from bayesnas.runs.training import check_one_batch, error_on_tensors, train_epoc
 __all__ = ["BACKBONES", "UNIFORM", "NesConfig", "NesRun", "fit_to_budget", "measure_latency_table",
            "uniform_architecture"]
 
-BACKBONES = ("mobilenetv2", "resnet")
 RESOURCES = ("macs", "latency")
 #: where the search's H starts: the 1× backbone, or its uniform channel scaling to the budget.
 INITS = ("base", "uniform")
@@ -162,13 +163,12 @@ class NesConfig(RunConfig):
 def make_backbone(config: NesConfig, input_shape: tuple[int, ...], num_classes: int, *,
                   search_resolution: bool | None = None, search_depth: bool | None = None) -> Any:
     """The weight-sharing backbone of a run (freshly initialised from torch's global RNG)."""
-    from bayesnas.nn.width_backbones import MobileNetV2Supernet, ResNetSupernet
+    from bayesnas.nn.width_backbones import width_backbone
 
-    cls = MobileNetV2Supernet if config.backbone == "mobilenetv2" else ResNetSupernet
-    return cls(in_channels=int(input_shape[0]), num_classes=num_classes, width_mult=config.width_mult,
-               resolution=int(input_shape[-1]),
-               search_resolution=config.search_resolution if search_resolution is None else search_resolution,
-               search_depth=config.search_depth if search_depth is None else search_depth)
+    return width_backbone(
+        config.backbone, input_shape, num_classes, width_mult=config.width_mult,
+        search_resolution=config.search_resolution if search_resolution is None else search_resolution,
+        search_depth=config.search_depth if search_depth is None else search_depth)
 
 
 def uniform_architecture(backbone: Any, kind: str, cost: Any, target: float, *,
@@ -441,6 +441,15 @@ class NesRun:
             write_json(done, result)
         return result
 
+    def diagnostics(self) -> dict[str, Any]:
+        """The run diagnostics of the search (:func:`~bayesnas.analysis.diagnostics.diagnose_logged`):
+        its posterior's entropy per outer iteration from the history, against the weights' loss."""
+        from bayesnas.runs import MetricsLog
+
+        return diagnose_logged(MetricsLog(self.out / "search" / "metrics.jsonl").read(),
+                               PosteriorHistory(self.out / HISTORY_FILE).posteriors(by="epoch"),
+                               num_classes=self.data.num_classes, loss_key="loss")
+
     def run(self, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
         """Every phase (finished ones are read back, not re-run); writes ``results.json``."""
         main = self.dist.is_main
@@ -479,9 +488,11 @@ class NesRun:
                            *(["depth"] if c.search_depth else [])],
             "train_images": len(self.x_train), "test_images": len(self.x_test),
             "searched": searched, "uniform": uniform, "search_seconds": training_seconds(self.out / "search"),
+            "diagnostics": self.diagnostics(),
         }
         if main:
             write_json(self.out / "results.json", results)
+            warn_diagnostics(results["diagnostics"])
         self.dist.barrier()
         return results
 

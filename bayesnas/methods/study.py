@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from bayesnas.methods import run_resumably
 from bayesnas.methods.search import SearchConfig
-from bayesnas.runs import atomic_write_text
+from bayesnas.runs import RunConfig, atomic_write_text
 
 __all__ = [
     "Arm",
@@ -52,10 +52,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Arm:
-    """One configuration of a study; its ``config.seed`` is replaced by each seed in turn."""
+    """One configuration of a study (any run config: a search, a NES run, ...); its
+    ``config.seed`` is replaced by each seed in turn."""
 
     label: str
-    config: SearchConfig
+    config: RunConfig
 
     @property
     def slug(self) -> str:

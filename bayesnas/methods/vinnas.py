@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from pyro import poutine
 
+from bayesnas.analysis.diagnostics import diagnose_logged, warn_diagnostics
 from bayesnas.analysis.history import HISTORY_FILE, PosteriorHistory
 from bayesnas.data.tensors import TensorData, load_tensors
 from bayesnas.methods import run, run_resumably
@@ -464,9 +465,23 @@ class VinnasRun:
             "best_epoch": best["epoch"],
             "best_val_error": best["val_error"],
             "search_seconds": training_seconds(self.out / "search"),
+            "diagnostics": self.diagnostics(),
         }
         self._write(self.out / "results.json", results)
+        if self.dist.is_main:
+            warn_diagnostics(results["diagnostics"])
         return results
+
+    def diagnostics(self) -> dict[str, Any]:
+        """The run diagnostics of the search (:func:`~bayesnas.analysis.diagnostics.diagnose_logged`)
+        of the α it reports (``posterior.json``, the kept epoch's). Its loss holds the KL terms, so
+        "at chance" is read from the validation error on D_α."""
+        from bayesnas.runs import MetricsLog
+
+        return diagnose_logged(MetricsLog(self.out / "search" / "metrics.jsonl").read(),
+                               PosteriorHistory(self.out / HISTORY_FILE).posteriors(by="epoch"),
+                               num_classes=self.data.num_classes, loss_key=None,
+                               posterior=read_json(self.out / "posterior.json"))
 
 
 #: vinnas2020 §V-B / Molchanov et al. 2017: weights with log α = log σ² − log μ² ≥ 3 are pruned.

@@ -50,6 +50,16 @@ MOBILENETV2_CIFAR_STAGES: tuple[tuple[int, int, int, int], ...] = (
 RESNET_CIFAR_STAGES: tuple[tuple[int, int, int, int], ...] = (
     (16, 64, 2, 1), (32, 128, 2, 2), (64, 256, 2, 2))
 
+#: the named backbones of :func:`width_backbone`.
+BACKBONES = ("mobilenetv2", "resnet", "tiny-resnet")
+#: "tiny-resnet": one bottleneck block after the stem, small enough to train alone in about a
+#: second on the 8×8 digits: three channel hyper-parameters (stem, middle, output) of nine values
+#: each at ``width_mult = 1`` (2-10 by 1, 2-10 by 1, 4-20 by 2), 729 architectures, the integer
+#: ground-truth table of NES (:mod:`bayesnas.bench`), fine enough that dozens of them lie within
+#: ±5 % of a budget.
+TINY_RESNET = {"stem_channels": 8, "stages": ((8, 16, 1, 1),), "min_scale": 0.25, "max_scale": 1.25,
+               "step_scale": 0.125}
+
 #: table 4's resolution range, 96 → 224 px for a 224-px backbone, as a fraction of the base.
 MIN_RESOLUTION_SCALE = 96 / 224
 
@@ -553,3 +563,16 @@ class ResNetSupernet(WidthBackbone):
         return ResNetNet(in_channels=self.in_channels, num_classes=self.num_classes,
                          resolution=h["resolution"] if self.search_resolution else None,
                          stem=h["stem.out"], stages=self._blocks(h))
+
+
+def width_backbone(name: str, input_shape: Sequence[int], num_classes: int, *, width_mult: float,
+                   search_resolution: bool = False, search_depth: bool = False) -> WidthBackbone:
+    """The backbone ``name`` (one of :data:`BACKBONES`) for images of ``input_shape`` = (C, H, W),
+    freshly initialised from torch's global generator."""
+    if name not in BACKBONES:
+        raise ValueError(f"`backbone` must be one of {list(BACKBONES)}, but got backbone={name!r}.")
+    cls = MobileNetV2Supernet if name == "mobilenetv2" else ResNetSupernet
+    extra = TINY_RESNET if name == "tiny-resnet" else {}
+    return cls(in_channels=int(input_shape[0]), num_classes=num_classes, width_mult=width_mult,
+               resolution=int(input_shape[-1]), search_resolution=search_resolution,
+               search_depth=search_depth, **extra)

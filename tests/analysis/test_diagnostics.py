@@ -14,6 +14,7 @@ from bayesnas.analysis.diagnostics import (
     credible_set_ties,
     decided_at_chance,
     diagnose,
+    diagnose_logged,
     parameter_free_drift,
     posterior_unmoved,
     warning_lines,
@@ -53,6 +54,39 @@ def test_decided_at_chance_fires_when_the_loss_never_left_chance():
     h0 = 4.0
     d = decided_at_chance(_history([LN10] * 3, [3.0, 1.0, 0.5]), num_classes=10, initial_entropy=h0)
     assert d.fired and "never left chance" in d.message
+
+
+def test_without_a_training_loss_chance_is_read_from_the_validation_error():
+    h0 = 4.0
+    rows = [{"epoch": e + 1, "val_error": v, "entropy": h}
+            for e, (v, h) in enumerate(zip([0.9, 0.88, 0.3], [3.0, 1.0, 0.5], strict=True))]
+    d = decided_at_chance(rows, num_classes=10, initial_entropy=h0)  # 0.88 >= 0.95 · 0.9: at chance
+    assert d.fired and d.values["measure"] == "val_error" and d.values["last_epoch_at_chance"] == 2
+    assert "validation error was at chance (0.880 vs 1 − 1/10 = 0.900)" in d.message
+    rows[1]["val_error"] = 0.5  # left chance before most of the entropy went
+    assert not decided_at_chance(rows, num_classes=10, initial_entropy=h0).fired
+
+
+def _bits(*theta):
+    return Posterior.from_summary({"b": {"family": "bernoulli", "shape": [len(theta)], "theta": list(theta)}})
+
+
+def test_a_logged_run_is_diagnosed_from_its_posterior_history():
+    """NES and VINNAS log no entropy per epoch: each epoch's comes from its history snapshot."""
+    snapshots = [(0, _bits(0.5, 0.5)), (1, _bits(0.99, 0.01)), (2, _bits(0.99, 0.01))]
+    metrics = [{"epoch": 1, "loss": LN10}, {"epoch": 2, "loss": 0.5}]
+    out = diagnose_logged(metrics, snapshots, num_classes=10, loss_key="loss")
+    assert "decided_at_chance" in out["fired"] and "posterior_unmoved" not in out["fired"]
+    check = out["checks"]["decided_at_chance"]
+    assert check["last_epoch_at_chance"] == 1 and check["entropy_gone"] == pytest.approx(
+        1 - _bits(0.99, 0.01).entropy() / (2 * math.log(2)))
+    # A history that never moved: unmoved, and not decided at chance.
+    flat = [(e, _bits(0.5, 0.5)) for e in range(3)]
+    out = diagnose_logged(metrics, flat, num_classes=10, loss_key="loss")
+    assert "posterior_unmoved" in out["fired"] and "decided_at_chance" not in out["fired"]
+    # The posterior the run reports (VINNAS: its kept epoch's) replaces the last snapshot.
+    out = diagnose_logged(metrics, snapshots, num_classes=10, loss_key=None, posterior=flat[0][1])
+    assert "posterior_unmoved" in out["fired"]
 
 
 def test_the_committed_demo_run_was_decided_at_chance():

@@ -10,11 +10,11 @@ import pytest
 import bayesnas.bench.table as table_module
 from bayesnas.bench import Table, architecture_key, get_table_spec, register_table, table_specs
 from bayesnas.bench.check import recheck_entries
-from bayesnas.bench.spec import _TABLES, Protocol, TableSpec, all_bits
+from bayesnas.bench.spec import _TABLES, Protocol, TableSpec, all_bits, sampled_categorical
 from bayesnas.bench.table import summarise_entries
 from bayesnas.cli import main
 from bayesnas.methods import run
-from bayesnas.methods.bench import BenchConfig, BenchRun
+from bayesnas.methods.bench import BenchConfig, BenchRun, append_architectures
 
 # Two bits over the 80 features of digits-noise in groups of 40: the pixels' first 40 and the
 # last 24 pixels with the 16 noise features; one epoch. Four architectures, two seeds.
@@ -29,6 +29,17 @@ def tiny(tmp_path, monkeypatch):
     register_table(TINY)
     yield TINY
     del _TABLES[TINY.name]
+
+
+@pytest.fixture
+def sampled(tmp_path, monkeypatch):
+    """TINY's first two architectures as its sample: the other two lie outside it."""
+    monkeypatch.setattr(table_module, "TABLES_DIR", tmp_path / "committed")
+    spec = dataclasses.replace(TINY, name="tiny-sampled-table",
+                               architectures=lambda: all_bits("inputs", 2)()[:2])
+    register_table(spec)
+    yield spec
+    del _TABLES[spec.name]
 
 
 def _without_seconds(table):
@@ -90,6 +101,44 @@ def test_a_limited_build_is_never_committed(tiny, tmp_path):
     results = BenchRun(BenchConfig(table=tiny.name, limit=2), tmp_path / "run").run(progress=False)
     assert not results["complete"] and results["entries"] == 2
     assert not table_module.table_path(tiny.name).exists()
+
+
+def test_a_sampled_space_draws_distinct_architectures_with_its_seed():
+    draw = sampled_categorical("edges", 6, 5, count=500, seed=2026)
+    archs = draw()
+    assert archs == draw() and len(archs) == 500
+    assert len({architecture_key(a) for a in archs}) == 500
+    assert all(len(a["edges"]) == 6 and set(a["edges"]) <= set(range(5)) for a in archs)
+    assert archs != sampled_categorical("edges", 6, 5, count=500, seed=0)()
+    # Every one of the 5^6 values can be drawn: index 5^6 - 1 decodes to all 4s, index 0 to all 0s.
+    everything = sampled_categorical("e", 2, 3, count=9, seed=0)()
+    assert sorted(tuple(a["e"]) for a in everything) == [(i, j) for i in range(3) for j in range(3)]
+
+
+def test_appended_architectures_are_looked_up_but_never_ranked(sampled, tmp_path, monkeypatch):
+    run(BenchConfig(table=sampled.name), out=tmp_path / "build", progress=False)
+    before = Table.named(sampled.name)
+    outside = [{"inputs": [1, 0]}, {"inputs": [1, 1]}]
+    grown = append_architectures(sampled.name, [*outside, outside[0], before.sample[0]["architecture"]])
+    assert len(grown) == 2 and len(grown.entries) == 4 and grown.metadata["appended"] == 2
+    for arch in outside:  # trained alone under the protocol, for every seed, exactly as a build would
+        e = grown.entry(arch)
+        assert e["appended"] and e["seeds"] == [0, 1]
+        assert e == Table.named(sampled.name).entry(arch)
+    # The statistics are the sample's alone, however good the appended ones are.
+    assert grown.best() == before.best() and grown.spread() == before.spread()
+    assert grown.percentile(0.5) == before.percentile(0.5) and grown.errors() == before.errors()
+    assert [e["architecture"] for e in grown.sample] == [e["architecture"] for e in before.sample]
+    # Nothing missing: nothing trained.
+    import bayesnas.methods.bench as bench
+
+    with monkeypatch.context() as m:
+        m.setattr(bench, "train_alone", lambda *a, **k: pytest.fail("trained again"))
+        assert append_architectures(sampled.name, outside).entries == grown.entries
+    # A rebuild of the sample keeps what was appended to the committed table.
+    run(BenchConfig(table=sampled.name), out=tmp_path / "again", progress=False)
+    again = Table.named(sampled.name)
+    assert _without_seconds(again) == _without_seconds(grown) and again.metadata["appended"] == 2
 
 
 def test_an_unknown_table_or_a_bad_limit_is_one_line_naming_it(tmp_path, capsys):

@@ -51,6 +51,10 @@ def test_tiny_run_writes_every_artifact_and_prices_every_arm(tmp_path, data):
                               search_depth=True)
     base = macs(reference.layers(reference.base_hparams()))
     assert results["base_resource"] == base and results["target_resource"] == pytest.approx(0.5 * base)
+    # The run's diagnostics, from its posterior history against the weights' loss.
+    checks = results["diagnostics"]["checks"]
+    assert {"decided_at_chance", "posterior_unmoved", "credible_set_ties"} <= set(checks)
+    assert checks["decided_at_chance"]["measure"] == "train_loss"
     arms = [results["searched"], *results["uniform"].values()]
     assert set(results["uniform"]) == {"channel", "resolution", "channel+resolution"}
     for arm in arms:
@@ -132,7 +136,8 @@ def test_uniform_baseline_is_the_closest_scaled_backbone_to_the_budget(data):
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    (dict(backbone="vgg"), r"`backbone` must be one of \['mobilenetv2', 'resnet'\], but got backbone='vgg'"),
+    (dict(backbone="vgg"), r"`backbone` must be one of \['mobilenetv2', 'resnet', 'tiny-resnet'\], but got "
+                           r"backbone='vgg'"),
     (dict(budget=0), "`budget` must be a finite number > 0, but got budget=0"),
     (dict(uniform=("depth",)), r"`uniform` takes baselines from"),
     (dict(num_samples=0), "`num_samples` must be an integer >= 1, but got num_samples=0"),

@@ -43,6 +43,10 @@ def test_tiny_run_writes_every_artifact(tmp_path, data):
         assert arm["test_accuracy"] == pytest.approx(1 - arm["test_error"])
         assert arm["num_params"] > 0
     assert results["search_seconds"] > 0 and 1 <= results["best_epoch"] <= 3
+    # Its diagnostics: "at chance" by the validation error (its loss holds the KL terms).
+    checks = results["diagnostics"]["checks"]
+    assert {"decided_at_chance", "posterior_unmoved", "parameter_free_drift"} <= set(checks)
+    assert checks["decided_at_chance"]["measure"] == "val_error"
     # A second call finds the run and refuses to overwrite it.
     with pytest.raises(FileExistsError, match="resume=True"):
         run(_config(), out=out, progress=False, data=data)

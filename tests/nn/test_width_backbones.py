@@ -97,6 +97,18 @@ def test_resnet_is_channels_only_by_default():
     assert space["stage2.block1.mid"] == IntegerGrid(low=3, high=51, step=1, base=32)
 
 
+def test_the_tiny_resnet_has_three_widths_of_nine_values_and_an_unknown_name_is_named():
+    from bayesnas.nn.width_backbones import width_backbone
+
+    net = width_backbone("tiny-resnet", (1, 8, 8), 10, width_mult=1.0)
+    assert net.hyperparameters() == {"stem.out": IntegerGrid(low=2, high=10, step=1, base=8),
+                                     "stage1.out": IntegerGrid(low=4, high=20, step=2, base=16),
+                                     "stage1.block1.mid": IntegerGrid(low=2, high=10, step=1, base=8)}
+    with pytest.raises(ValueError, match=r"`backbone` must be one of \['mobilenetv2', 'resnet', "
+                                         r"'tiny-resnet'\], but got backbone='vgg'"):
+        width_backbone("vgg", (1, 8, 8), 10, width_mult=1.0)
+
+
 @pytest.mark.parametrize("factory", FACTORIES)
 def test_base_architecture_is_the_1x_backbone(factory):
     m = factory()
