@@ -500,6 +500,7 @@ def figures(summary: Mapping[str, Any], out: Path) -> list[tuple[Path, str]]:
         ax.plot(xs, ys, marker="o", markersize=3, label=label.split(" (")[0])
     ax.set_xlabel("compute (architecture-examples trained)")
     ax.set_ylabel("regret of the current answer")
+    ax.set_yscale("symlog", linthresh=0.01)  # a start at chance must not flatten the rest
     ax.set_title(f"{name}: anytime regret (mean over seeds)")
     ax.legend(fontsize=8)
     save(fig, "anytime", "regret of the current mode (random search: of the best so far) against compute")
