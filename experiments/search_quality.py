@@ -295,7 +295,22 @@ def evaluate_table(name: str, groups: Mapping[str, list[Path]], args: argparse.N
                                    table.entry(mode)["test_error"] - best)
                                   for iteration, mode in answer["modes"]]
             methods[label].append(run)
-    # Random search at each method's own compute: k = its architecture-examples / one entry's.
+    seeds, ks, randoms = add_random_search(methods, table, unit)
+    start = table.entry(start_arch)
+    methods[START] = [_looked_up(table, start, seed=seed, compute=0) for seed in seeds]
+    summary: dict[str, Any] = {"table": name, "best_test_error": best, "entries": len(table),
+                               "appended": len(table.entries) - len(table),
+                               "start": START_OPS if family == "categorical" else START_BITS,
+                               "entry_compute": unit, "random_search_k": ks, "methods": {}}
+    return summarise_methods(summary, methods, randoms, ks)
+
+
+def add_random_search(methods: dict[str, list[dict[str, Any]]], table: Table, unit: int
+                      ) -> tuple[list[int], dict[str, int], dict[int, list[dict[str, Any]]]]:
+    """Random search at each method's own compute (k = its architecture-examples / one entry's
+    ``unit``), over ``table``'s sample, added to ``methods`` as one row per k; returns the seeds,
+    k per method and the random-search runs per k."""
+    best = table.best()["test_error"]
     seeds = [r["seed"] for r in next(iter(methods.values()))]
     ks = {label: max(1, round(statistics.fmean(r["compute"] for r in runs) / unit))
           for label, runs in methods.items()}
@@ -306,15 +321,8 @@ def evaluate_table(name: str, groups: Mapping[str, list[Path]], args: argparse.N
             picks = random_search(table, k=k, seed=seed)
             randoms[k].append(_looked_up(table, picks[-1], seed=seed, compute=k * unit, anytime=[
                 ((j + 1) * unit, e["test_error"] - best) for j, e in enumerate(picks)]))
-    for k, runs in randoms.items():
-        methods[f"{RANDOM}, k = {k}"] = runs
-    start = table.entry(start_arch)
-    methods[START] = [_looked_up(table, start, seed=seed, compute=0) for seed in seeds]
-    summary: dict[str, Any] = {"table": name, "best_test_error": best, "entries": len(table),
-                               "appended": len(table.entries) - len(table),
-                               "start": START_OPS if family == "categorical" else START_BITS,
-                               "entry_compute": unit, "random_search_k": ks, "methods": {}}
-    return summarise_methods(summary, methods, randoms, ks)
+        methods[f"{RANDOM}, k = {k}"] = randoms[k]
+    return seeds, ks, randoms
 
 
 def summarise_methods(summary: dict[str, Any], methods: Mapping[str, list[dict[str, Any]]],
@@ -445,15 +453,7 @@ def evaluate_budget_table(name: str, groups: Mapping[str, list[Path]], args: arg
             methods[label].append(looked_up(read_json(run_dir / "architecture.json"), seed=run.config.seed,
                                             compute=compute, anytime=anytime, diagnostics=fired,
                                             mode=read_json(run_dir / "mode.json")))
-    seeds = [r["seed"] for r in next(iter(methods.values()))]
-    ks = {label: max(1, round(statistics.fmean(r["compute"] for r in runs) / unit))
-          for label, runs in methods.items()}
-    randoms = {k: [_looked_up(feasible, (picks := random_search(feasible, k=k, seed=seed))[-1], seed=seed,
-                              compute=k * unit,
-                              anytime=[((j + 1) * unit, e["test_error"] - best) for j, e in enumerate(picks)])
-                   for seed in seeds] for k in sorted(set(ks.values()))}
-    for k, runs in randoms.items():
-        methods[f"{RANDOM}, k = {k}"] = runs
+    seeds, ks, randoms = add_random_search(methods, feasible, unit)
     start = fitted(first, first.backbone.base_hparams())
     methods[START] = [looked_up(start, seed=seed, compute=0) for seed in seeds]
     summary = {"table": name, "best_test_error": best, "entries": len(feasible), "appended": 0,
